@@ -1,0 +1,329 @@
+"""A running batch: the driver that feeds the graph in windows, and the handle users hold.
+
+The driver runs in a background thread of the submitting process so ``submit`` returns at once.
+It keeps a bounded window of chunks in flight (scheduler and client memory stay flat however
+large the batch), reads each chunk's digests as they arrive, resolves duplicates, chains the
+validate → resize → encode tasks for the new images, and streams every result into the manifest
+and the status counters. It holds only two kinds of futures: hash tasks whose chain is not yet
+submitted, and the encode (leaf) task of each chain; those are exactly the ones ``cancel`` may
+cancel, since cancelling a held upstream future trips the scheduler (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from distributed import Future, as_completed
+
+from pipeline.cluster import Connection
+from pipeline.config import PipelineConfig
+from pipeline.dedup import DuplicateTracker
+from pipeline.errors import ClusterError, Failure, ThumbflowError
+from pipeline.graph import BatchGraph, plan_chunks
+from pipeline.inputs import InputFile
+from pipeline.manifest import ManifestWriter
+from pipeline.metrics import StepTiming, TimingCollector
+from pipeline.records import ImageResult, Status
+from pipeline.storage import OutputRoot
+from pipeline.tasks import ImageWork
+
+logger = logging.getLogger(__name__)
+
+BatchState = Literal["running", "done", "cancelled", "failed"]
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """Counts so far. ``ok + duplicate + failed + cancelled + pending == total`` at every moment."""
+
+    batch_id: str
+    state: BatchState
+    total: int
+    ok: int
+    duplicate: int
+    failed: int
+    cancelled: int
+    elapsed_s: float
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.ok - self.duplicate - self.failed - self.cancelled
+
+    @property
+    def finished(self) -> bool:
+        return self.state != "running"
+
+    @property
+    def images_per_s(self) -> float:
+        handled = self.ok + self.duplicate + self.failed
+        return handled / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "state": self.state,
+            "total": self.total,
+            "ok": self.ok,
+            "duplicate": self.duplicate,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "pending": self.pending,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "images_per_s": round(self.images_per_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What a finished batch did and where to find it."""
+
+    status: BatchStatus
+    manifest: str
+    output: str
+    failures_by_code: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, StepTiming] = field(default_factory=dict)
+
+
+def _chunk_of(key: Any) -> tuple[str, int]:
+    """``("encode-<token>", 7)`` → ``("encode", 7)``."""
+    name, chunk = key
+    return str(name).split("-", 1)[0], int(chunk)
+
+
+class BatchRun:
+    """Drives one batch on a connected cluster; use it through ``BatchHandle``."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: str,
+        inputs: Sequence[InputFile],
+        config: PipelineConfig,
+        root: OutputRoot,
+        connection: Connection,
+    ) -> None:
+        self.batch_id = batch_id
+        self.inputs = inputs
+        self.config = config
+        self.root = root
+        self.connection = connection
+        self._graph = BatchGraph(batch_id, config, root)
+        self._manifest = ManifestWriter(root, batch_id, len(inputs))
+        self._duplicates = DuplicateTracker()
+        self._timings = TimingCollector()
+        self._failure_codes: Counter[str] = Counter()
+        self._counts: Counter[Status] = Counter()
+        self._lock = threading.Lock()
+        self._held: dict[Any, Future[Any]] = {}
+        self._chunk_members: dict[int, list[int]] = {}  # chunks in flight → their input indices
+        self._pending_chunks: Iterator[tuple[int, list[int]]] = iter(())
+        self._cancel_requested = False
+        self._state: BatchState = "running"
+        self._error: BaseException | None = None
+        self._started = time.monotonic()
+        self._elapsed: float | None = None
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"thumbflow-{batch_id}", daemon=True)
+
+    # -- control, from any thread ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def status(self) -> BatchStatus:
+        with self._lock:
+            elapsed = (
+                self._elapsed if self._elapsed is not None else time.monotonic() - self._started
+            )
+            return BatchStatus(
+                self.batch_id,
+                self._state,
+                len(self.inputs),
+                self._counts["ok"],
+                self._counts["duplicate"],
+                self._counts["failed"],
+                self._counts["cancelled"],
+                elapsed,
+            )
+
+    def cancel(self) -> None:
+        """Stop submitting, and cancel every future we hold (leaves only: see module doc)."""
+        with self._lock:
+            if self._cancel_requested or self._finished.is_set():
+                return
+            self._cancel_requested = True
+            held = list(self._held.values())
+        logger.info("batch %s: cancelling %d futures", self.batch_id, len(held))
+        self.connection.client.cancel(held)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._finished.wait(timeout)
+
+    def report(self) -> BatchReport:
+        if self._error is not None:
+            raise self._error
+        return BatchReport(
+            status=self.status(),
+            manifest=self._manifest.path,
+            output=self.root.url,
+            failures_by_code=dict(self._failure_codes),
+            timings=self._timings.summary(),
+        )
+
+    # -- the driver thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._drive()
+        except BaseException as error:
+            logger.exception("batch %s stopped", self.batch_id)
+            self._error = (
+                error
+                if isinstance(error, ThumbflowError)
+                else ClusterError(f"batch {self.batch_id} stopped: {type(error).__name__}: {error}")
+            )
+        finally:
+            self._finish()
+
+    def _drive(self) -> None:
+        client = self.connection.client
+        threads = sum(client.nthreads().values()) or 1
+        chunks = plan_chunks(self.inputs, parallelism=threads)
+        self._pending_chunks = enumerate(chunks)
+        window = max(8, 4 * threads)
+        completions = as_completed(loop=client.loop)
+        self._submit_hashes(window, completions)
+        for finished in completions.batches():
+            chained: list[tuple[int, Future[Any], frozenset[int]]] = []
+            for future in finished:
+                step, chunk = _chunk_of(future.key)
+                with self._lock:
+                    self._held.pop(future.key, None)
+                if future.status == "cancelled":
+                    if not self._cancel_requested:
+                        raise ClusterError(
+                            f"batch {self.batch_id}: the cluster dropped its work "
+                            "(scheduler restarted or connection lost); rerun to resume"
+                        )
+                    continue
+                if future.status == "error":
+                    self._chunk_failed(chunk, step, future.exception())
+                elif step == "hash":
+                    keep = self._resolve_duplicates(future.result())
+                    if keep:
+                        chained.append((chunk, future, keep))
+                        self._chunk_members[chunk] = sorted(keep)
+                    else:
+                        self._chunk_members.pop(chunk, None)
+                else:
+                    self._chunk_members.pop(chunk, None)
+                    for result in future.result():
+                        self._record(result)
+            if self._cancel_requested:
+                break
+            self._submit_chains(chained, completions)
+            self._submit_hashes(window, completions)
+
+    def _submit_hashes(self, window: int, completions: as_completed) -> None:
+        """Start hashing further chunks while fewer than ``window`` are in flight: enough to
+        keep every thread busy while the client reacts, few enough to keep memory flat."""
+        tasks = []
+        while len(self._chunk_members) < window:
+            upcoming = next(self._pending_chunks, None)
+            if upcoming is None:
+                break
+            chunk, members = upcoming
+            self._chunk_members[chunk] = members
+            items = [(index, self.inputs[index].source) for index in members]
+            tasks.append(self._graph.hash_task(chunk, items))
+        self._submit(tasks, completions)
+
+    def _submit_chains(
+        self, chained: list[tuple[int, Future[Any], frozenset[int]]], completions: as_completed
+    ) -> None:
+        tasks = [self._graph.process_tasks(chunk, hashed, keep) for chunk, hashed, keep in chained]
+        self._submit(tasks, completions)
+
+    def _submit(self, tasks: list[Any], completions: as_completed) -> None:
+        if not tasks:
+            return
+        # optimize_graph=False: the scheduler-side cull of a large list is quadratic (DESIGN.md).
+        futures = self.connection.client.compute(tasks, optimize_graph=False)
+        with self._lock:
+            self._held.update((future.key, future) for future in futures)
+            cancelled_meanwhile = self._cancel_requested
+        completions.update(futures)
+        if cancelled_meanwhile:
+            self.connection.client.cancel(futures)
+
+    def _resolve_duplicates(self, hashed: list[ImageWork]) -> frozenset[int]:
+        """Record hash failures and known duplicates; return the indices still to process."""
+        keep = set()
+        for work in hashed:
+            if work.failure is not None:
+                self._record(
+                    ImageResult(
+                        work.index,
+                        work.source,
+                        "failed",
+                        failure=work.failure,
+                        timings_ms=work.timings_ms,
+                    )
+                )
+                continue
+            duplicate = self._duplicates.claim(work.index, work.source, work.sha256)
+            if duplicate is not None:
+                self._record(duplicate)
+            elif self._duplicates.is_first(work.index, work.sha256):
+                keep.add(work.index)
+        return frozenset(keep)
+
+    def _chunk_failed(self, chunk: int, step: str, error: BaseException | None) -> None:
+        """A task raised instead of returning values (a worker died repeatedly on it, or a bug):
+        every image it carried fails, the rest of the batch goes on."""
+        reason = f"{type(error).__name__}: {error}"
+        for index in self._chunk_members.pop(chunk, []):
+            source = self.inputs[index].source
+            failure = Failure(
+                step if step in ("hash", "validate", "resize", "encode") else "encode",  # type: ignore[arg-type]
+                "internal_error",
+                f"{source}: the {step} task for this image failed ({reason})",
+            )
+            self._record(ImageResult(index, source, "failed", failure=failure))
+
+    def _record(self, result: ImageResult) -> None:
+        if not self._manifest.write(result):
+            return
+        with self._lock:
+            self._counts[result.status] += 1
+        if result.status == "failed" and result.failure is not None:
+            self._failure_codes[result.failure.code] += 1
+        self._timings.add(result.timings_ms)
+        for duplicate in self._duplicates.settle(result):
+            self._record(duplicate)
+
+    def _finish(self) -> None:
+        try:
+            for index in list(self._manifest.missing()):
+                self._record(ImageResult(index, self.inputs[index].source, "cancelled"))
+            self._manifest.close()
+        except Exception as error:
+            logger.exception("batch %s: could not finish the manifest", self.batch_id)
+            self._error = self._error or error
+        finally:
+            with self._lock:
+                self._elapsed = time.monotonic() - self._started
+                if self._error is not None:
+                    self._state = "failed"
+                elif self._cancel_requested:
+                    self._state = "cancelled"
+                else:
+                    self._state = "done"
+            self.connection.close()
+            self._finished.set()

@@ -1,0 +1,83 @@
+"""Getting a Dask client: the user's own, a scheduler address, or a LocalCluster we own."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import dask
+from distributed import Client, LocalCluster
+
+from pipeline.errors import ClusterError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+# Measured on image work (DESIGN.md): the worker's statistical profiler and the nanny forcing
+# MALLOC_TRIM_THRESHOLD_ cost 5-15 % together; a cluster we start for a batch needs neither.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+}
+
+
+@dataclass
+class Connection:
+    """A client and whether closing it (and its cluster) is ours to do."""
+
+    client: Client
+    cluster: LocalCluster | None = None
+    owned: bool = False
+
+    @property
+    def dashboard_link(self) -> str | None:
+        link = self.client.dashboard_link
+        return str(link) if link else None
+
+    def close(self) -> None:
+        if not self.owned:
+            return
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def start_local_cluster(workers: int | None = None, dashboard_address: str = ":8787") -> Connection:
+    """A LocalCluster of single-threaded worker processes, one per core by default: Pillow
+    releases the GIL in places but not all, so processes beat threads for image work."""
+    count = workers or os.cpu_count() or 1
+    if count < 1:
+        raise ConfigError(f"workers must be at least 1, got {count}")
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        cluster = LocalCluster(
+            n_workers=count,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=dashboard_address,
+            silence_logs=logging.WARNING,
+        )
+        client = Client(cluster, set_as_default=False)
+    return Connection(client, cluster, owned=True)
+
+
+def connect(
+    *,
+    client: Client | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    timeout: float = 10.0,
+) -> Connection:
+    """The user's ``client`` as given; else a client of ``scheduler``; else a LocalCluster."""
+    if client is not None and scheduler is not None:
+        raise ConfigError("give either client= or scheduler=, not both")
+    if client is not None:
+        return Connection(client)
+    if scheduler is not None:
+        try:
+            remote = Client(scheduler, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {scheduler}: {error}"
+            ) from error
+        return Connection(remote, owned=True)
+    return start_local_cluster(workers)

@@ -1,0 +1,152 @@
+"""What a batch produces and the limits it enforces, validated once at construction.
+
+A ``PipelineConfig`` is frozen and small: it travels inside every task of a batch, and its
+``fingerprint`` names the outputs it produces so a rerun with the same settings can reuse them.
+
+====================  =============================================  ==========================
+field                 meaning                                        default
+====================  =============================================  ==========================
+``sizes``             named boxes, each with a resize mode           thumbnail, medium, large
+``encodings``         output formats and their encoder settings      JPEG q85, WebP q80
+``max_pixels``        refuse images larger than this (header only)   150 MP
+``max_file_bytes``    refuse inputs larger than this                 256 MiB
+``background``        colour behind alpha in JPEG and ``pad``        white
+====================  =============================================  ==========================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Literal, get_args
+
+from pipeline.errors import ConfigError
+
+ResizeMode = Literal["fit", "cover", "pad"]
+FormatName = Literal["jpeg", "webp", "avif"]
+
+FILE_EXTENSIONS: dict[FormatName, str] = {"jpeg": "jpg", "webp": "webp", "avif": "avif"}
+_SIZE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Size:
+    """A named box. ``fit`` keeps the whole image inside it, ``cover`` fills it and crops the
+    overflow from the centre, ``pad`` fits and then pads to exactly the box with the background.
+    """
+
+    name: str
+    width: int
+    height: int
+    mode: ResizeMode = "fit"
+
+    def __post_init__(self) -> None:
+        if not _SIZE_NAME.match(self.name):
+            raise ConfigError(
+                f"size name {self.name!r}: use 1-32 lower-case letters, digits, '-' or '_'"
+            )
+        if not (1 <= self.width <= 16384 and 1 <= self.height <= 16384):
+            raise ConfigError(f"size {self.name!r}: {self.width}x{self.height} is not 1..16384")
+        if self.mode not in get_args(ResizeMode):
+            raise ConfigError(f"size {self.name!r}: mode must be one of {get_args(ResizeMode)}")
+
+    @classmethod
+    def parse(cls, text: str) -> Size:
+        """``"thumb=150x150"`` or ``"avatar=256x256:cover"``."""
+        match = re.fullmatch(r"([^=]+)=(\d+)x(\d+)(?::(\w+))?", text.strip())
+        if not match:
+            raise ConfigError(f"size {text!r}: expected NAME=WIDTHxHEIGHT[:fit|cover|pad]")
+        name, width, height, mode = match.groups()
+        return cls(name=name, width=int(width), height=int(height), mode=mode or "fit")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Encoding:
+    """One output format with its encoder settings.
+
+    The speed knobs trade CPU for bytes: WebP ``method`` 0 (fast) .. 6 (small), AVIF
+    ``speed`` 0 (slow, small) .. 10 (fast); JPEG ``progressive``/``optimize`` save a few percent.
+    """
+
+    format: FormatName
+    quality: int
+    webp_method: int = 4
+    avif_speed: int = 8
+    jpeg_progressive: bool = False
+    jpeg_optimize: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in get_args(FormatName):
+            raise ConfigError(f"format {self.format!r}: must be one of {get_args(FormatName)}")
+        if not 1 <= self.quality <= 100:
+            raise ConfigError(f"{self.format} quality {self.quality}: must be 1..100")
+        if not 0 <= self.webp_method <= 6:
+            raise ConfigError(f"webp method {self.webp_method}: must be 0..6")
+        if not 0 <= self.avif_speed <= 10:
+            raise ConfigError(f"avif speed {self.avif_speed}: must be 0..10")
+
+    @property
+    def extension(self) -> str:
+        return FILE_EXTENSIONS[self.format]
+
+    @classmethod
+    def parse(cls, text: str) -> Encoding:
+        """``"webp"``, ``"webp:75"`` or ``"jpg:90"``."""
+        name, _, quality = text.strip().lower().partition(":")
+        name = "jpeg" if name == "jpg" else name
+        if name not in DEFAULT_QUALITY:
+            raise ConfigError(f"format {text!r}: expected jpeg, webp or avif, optionally :QUALITY")
+        if quality and not quality.isdigit():
+            raise ConfigError(f"format {text!r}: quality must be a whole number")
+        return cls(format=name, quality=int(quality) if quality else DEFAULT_QUALITY[name])  # type: ignore[arg-type]
+
+
+DEFAULT_QUALITY: dict[str, int] = {"jpeg": 85, "webp": 80, "avif": 60}
+DEFAULT_SIZES = (
+    Size(name="thumbnail", width=150, height=150),
+    Size(name="medium", width=800, height=600),
+    Size(name="large", width=1920, height=1080),
+)
+DEFAULT_ENCODINGS = (Encoding(format="jpeg", quality=85), Encoding(format="webp", quality=80))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Everything that decides a batch's outputs and what it refuses (table in the module doc)."""
+
+    sizes: tuple[Size, ...] = DEFAULT_SIZES
+    encodings: tuple[Encoding, ...] = DEFAULT_ENCODINGS
+    # Pillow refuses images over 2 x its MAX_IMAGE_PIXELS (179 MP) by itself, before our check
+    # can see them; a default under that keeps one limit in charge and the message ours.
+    max_pixels: int = 150_000_000
+    max_file_bytes: int = 256 * 1024 * 1024
+    background: tuple[int, int, int] = (255, 255, 255)
+
+    def __post_init__(self) -> None:
+        if not self.sizes:
+            raise ConfigError("at least one size is needed")
+        if not self.encodings:
+            raise ConfigError("at least one output format is needed")
+        for kind, names in (
+            ("size", [s.name for s in self.sizes]),
+            ("format", [e.format for e in self.encodings]),
+        ):
+            if len(set(names)) != len(names):
+                raise ConfigError(f"each {kind} may appear once, got {names}")
+        if self.max_pixels < 1 or self.max_file_bytes < 1:
+            raise ConfigError("max_pixels and max_file_bytes must be positive")
+        if len(self.background) != 3 or not all(0 <= c <= 255 for c in self.background):
+            raise ConfigError(f"background {self.background}: expected three values 0..255")
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the derivatives this config produces: equal fingerprints, identical outputs."""
+        affecting = {
+            "sizes": [asdict(s) for s in self.sizes],
+            "encodings": [asdict(e) for e in self.encodings],
+            "background": list(self.background),
+        }
+        encoded = json.dumps(affecting, sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]

@@ -1,0 +1,76 @@
+"""What can go wrong, in two kinds.
+
+Infrastructure and usage problems are exceptions; they stop a batch before (or while) it runs::
+
+    ThumbflowError
+    ├── ConfigError          a setting is out of range or malformed (also a ValueError)
+    ├── InputError           an input path does not exist or holds no files
+    ├── OutputError          the output root cannot be created or written
+    └── ClusterError         the scheduler cannot be reached or the cluster cannot run thumbflow
+
+A problem with one image is a ``Failure`` *value*: it travels through the graph like a result, is
+written to the manifest, and never stops the rest of the batch. Its ``code`` is stable and meant
+for programs; its ``message`` is for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+class ThumbflowError(Exception):
+    """Base of every exception thumbflow raises on purpose."""
+
+
+class ConfigError(ThumbflowError, ValueError):
+    """A setting is out of range or malformed."""
+
+
+class InputError(ThumbflowError):
+    """An input path does not exist, cannot be listed, or holds no files."""
+
+
+class OutputError(ThumbflowError):
+    """The output root cannot be created or written."""
+
+
+class ClusterError(ThumbflowError):
+    """The scheduler cannot be reached, or the cluster cannot run this version of thumbflow."""
+
+
+Step = Literal["hash", "validate", "resize", "encode"]
+FailureCode = Literal[
+    "unreadable",  # the source could not be read (missing, permission, I/O)
+    "empty_file",
+    "file_too_large",
+    "not_an_image",
+    "unsupported_format",
+    "too_many_pixels",
+    "truncated",
+    "decode_error",
+    "encode_error",
+    "write_error",
+    "internal_error",  # a bug in thumbflow; the message carries the exception
+]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why one image produced no derivatives. Plain fields only, so it pickles across workers."""
+
+    step: Step
+    code: FailureCode
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"step": self.step, "code": self.code, "message": self.message}
+
+
+class ImageError(Exception):
+    """Raised inside a stage to abandon one image; caught at the stage boundary and turned into
+    its ``failure`` value. Never leaves the stage functions."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure

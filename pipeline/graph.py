@@ -1,0 +1,88 @@
+"""The one place that builds Dask graphs: chunking, stage keys, and the per-chunk task chain.
+
+Per chunk of images the graph is ``hash → validate → resize → encode``. Keys are
+``(f"{step}-{token}", chunk)`` so the dashboard groups tasks by step name, and the batch token
+keeps two batches (or a rerun) from ever sharing a key: Dask would silently hand back a still-held
+result for a reused key, and cancel-then-resubmit of one key is a known distributed bug (#8215).
+
+Hashing is its own layer: the client reads each chunk's digests (a few bytes per image) and
+decides which images are new before the rest of the chain is submitted, so byte-identical inputs
+are decoded once. The validate task takes the hash *future* as its input, so the chain stays on
+the worker that read the file and no image bytes ever pass through the client or scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dask.delayed import delayed
+
+from pipeline.config import PipelineConfig
+from pipeline.inputs import InputFile
+from pipeline.storage import OutputRoot
+from pipeline.tasks import encode_chunk, hash_chunk, resize_chunk, validate_chunk
+
+STEPS = ("hash", "validate", "resize", "encode")
+
+# A Dask task costs 2-5 ms of scheduler and worker overhead on two cores (DESIGN.md), so small
+# images share a task until it holds about this much compressed input (~0.2-0.5 s of work); a
+# camera photo is bigger than this on its own and gets a task to itself.
+CHUNK_TARGET_BYTES = 1_500_000
+CHUNK_MAX_IMAGES = 64
+
+
+def plan_chunks(
+    inputs: Sequence[InputFile],
+    *,
+    parallelism: int,
+    target_bytes: int = CHUNK_TARGET_BYTES,
+    max_images: int = CHUNK_MAX_IMAGES,
+) -> list[list[int]]:
+    """Group input indices into chunks of about ``target_bytes``, in input order.
+
+    A small batch is cut finer so that every one of ``parallelism`` threads gets work at least
+    twice over: 20 thumbnails should not all queue on one worker.
+    """
+    total = sum(item.size_bytes for item in inputs)
+    target = max(1, min(target_bytes, total // max(1, 2 * parallelism)))
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for index, item in enumerate(inputs):
+        if current and (current_bytes + item.size_bytes > target or len(current) >= max_images):
+            chunks.append(current)
+            current, current_bytes = [], 0
+        current.append(index)
+        current_bytes += item.size_bytes
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class BatchGraph:
+    """Builds the delayed tasks of one batch; every key carries the batch's token."""
+
+    def __init__(self, token: str, config: PipelineConfig, root: OutputRoot) -> None:
+        self.token = token
+        self.config = config
+        self.root = root
+
+    def key(self, step: str, chunk: int) -> tuple[str, int]:
+        return (f"{step}-{self.token}", chunk)
+
+    def hash_task(self, chunk: int, items: Sequence[tuple[int, str]]) -> Any:
+        return delayed(hash_chunk, pure=False)(list(items), dask_key_name=self.key("hash", chunk))
+
+    def process_tasks(self, chunk: int, hashed: Any, keep: frozenset[int]) -> Any:
+        """validate → resize → encode for the kept images of one chunk; ``hashed`` is the
+        chunk's hash future. Returns the encode task, the only one the client holds."""
+        validated = delayed(validate_chunk, pure=False)(
+            hashed, keep, self.config, self.root, dask_key_name=self.key("validate", chunk)
+        )
+        resized = delayed(resize_chunk, pure=False)(
+            validated, self.config, dask_key_name=self.key("resize", chunk)
+        )
+        return delayed(encode_chunk, pure=False)(
+            resized, self.config, self.root, dask_key_name=self.key("encode", chunk)
+        )

@@ -1,0 +1,58 @@
+"""The manifest: one JSON line per input, streamed as results arrive, renamed into place at the end.
+
+Rows are written as they come back (not kept on the client: a 100k batch would hold them all),
+to ``manifests/<batch>.jsonl.partial``; closing the batch writes a row for every input that never
+reported (cancelled) and renames the file, so a finished manifest always has every input once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from pipeline.records import ImageResult
+from pipeline.storage import OutputRoot
+
+
+def manifest_path(batch_id: str) -> str:
+    return f"manifests/{batch_id}.jsonl"
+
+
+class ManifestWriter:
+    """Appends rows for one batch; ``close`` makes the manifest appear, complete, at its path."""
+
+    def __init__(self, root: OutputRoot, batch_id: str, total: int) -> None:
+        self._root = root
+        self._path = manifest_path(batch_id)
+        self._partial = f"{self._path}.partial"
+        self._stream: TextIO = root.open_text_for_writing(self._partial)
+        self._written = bytearray(total)  # one flag per input: cheap even for 10^6 inputs
+
+    @property
+    def path(self) -> str:
+        return self._root.full_path(self._path)
+
+    def write(self, result: ImageResult) -> bool:
+        """Append ``result``'s row; False if that input already has one (a re-run task)."""
+        if self._written[result.index]:
+            return False
+        self._written[result.index] = 1
+        self._stream.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        return True
+
+    def missing(self) -> Iterator[int]:
+        """Indices of inputs that have no row yet."""
+        return (index for index, done in enumerate(self._written) if not done)
+
+    def close(self) -> None:
+        self._stream.close()
+        self._root.rename(self._partial, self._path)
+
+
+def read_manifest(path: str) -> list[dict[str, Any]]:
+    """The rows of a finished manifest, in the order they were written."""
+    import fsspec
+
+    with fsspec.open(path, "r", encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream if line.strip()]

@@ -1,0 +1,154 @@
+"""Is this an image we accept, and is it small enough to decode? Decided from the header alone.
+
+The format comes from the content (Pillow's magic-byte identification restricted to an allow-list),
+never from the file name. Dimensions come from the header, so a decompression bomb is refused
+before a single pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import Failure, ImageError
+from pipeline.stages.sources import open_binary
+
+# MPO is what Pillow calls a JPEG carrying extra frames (stereo, depth maps): read as JPEG.
+ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF")
+EXIF_ORIENTATION_TAG = 0x0112
+
+# Signatures of files people feed us by mistake, so a refusal can say what the file *is*.
+_KNOWN_SIGNATURES: tuple[tuple[bytes, str, bool], ...] = (
+    # (prefix, description, is_an_image_format)
+    (b"%PDF", "a PDF document", False),
+    (b"PK\x03\x04", "a ZIP archive", False),
+    (b"\x1f\x8b", "a gzip archive", False),
+    (b"8BPS", "a Photoshop PSD image", True),
+    (b"\x00\x00\x01\x00", "an ICO icon", True),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream", True),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image", True),
+    (b"II*\x00", "a TIFF image", True),
+    (b"MM\x00*", "a TIFF image", True),
+    (b"\x89PNG", "a PNG image", True),
+    (b"\xff\xd8\xff", "a JPEG image", True),
+    (b"GIF8", "a GIF image", True),
+    (b"BM", "a BMP image", True),
+)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header says; ``width``/``height`` are as displayed, after EXIF orientation."""
+
+    format: str
+    mode: str
+    width: int
+    height: int
+    orientation: int
+
+    @property
+    def transposed(self) -> bool:
+        """Orientations 5-8 store the image rotated a quarter turn from how it is shown."""
+        return self.orientation in (5, 6, 7, 8)
+
+
+def describe_start(head: bytes) -> str:
+    """A person-readable guess at what a non-image file is, from its first bytes."""
+    for prefix, description, _ in _KNOWN_SIGNATURES:
+        if head.startswith(prefix):
+            return description
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1"):
+        return "a HEIF image"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "an HTML page"
+    if text.startswith(b"<?xml") or text.startswith(b"<svg"):
+        return "an XML/SVG document"
+    if text.startswith(b"#!"):
+        return "a script"
+    shown = head[:8].decode("latin-1")
+    printable = "".join(ch if ch.isprintable() else "." for ch in shown)
+    return f"unknown content (starts with {printable!r})"
+
+
+def _unidentified(source: str, head: bytes) -> Failure:
+    description = describe_start(head)
+    is_image = any(head.startswith(prefix) and image for prefix, _, image in _KNOWN_SIGNATURES)
+    if is_image or description == "a HEIF image":
+        return Failure(
+            "validate",
+            "unsupported_format",
+            f"{source}: {description} that thumbflow cannot read "
+            f"(accepted: {', '.join(f for f in ACCEPTED_FORMATS if f != 'MPO')})",
+        )
+    return Failure("validate", "not_an_image", f"{source}: not an image ({description})")
+
+
+def orientation_of(image: Image.Image) -> int:
+    """EXIF orientation 1-8; a missing, zero or invalid tag means upright (1)."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # a corrupt EXIF block must not cost the image: treat it as upright
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def read_header(source: str, size_bytes: int, config: PipelineConfig) -> ImageHeader:
+    """The image's header facts, or ``ImageError`` saying why it is refused."""
+    if size_bytes == 0:
+        raise ImageError(Failure("validate", "empty_file", f"{source}: the file is empty"))
+    if size_bytes > config.max_file_bytes:
+        raise ImageError(
+            Failure(
+                "validate",
+                "file_too_large",
+                f"{source}: {size_bytes:,} bytes is over the max_file_bytes limit "
+                f"of {config.max_file_bytes:,}",
+            )
+        )
+    with open_binary(source) as stream:
+        head = stream.read(32)
+        stream.seek(0)
+        try:
+            with warnings.catch_warnings():
+                # Our own pixel limit below is the one in charge; Pillow's warning is noise.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(stream, formats=ACCEPTED_FORMATS)
+        except UnidentifiedImageError:
+            raise ImageError(_unidentified(source, head)) from None
+        except Image.DecompressionBombError as error:
+            raise ImageError(Failure("validate", "too_many_pixels", f"{source}: {error}")) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            # Pillow found its magic bytes but could not parse the header.
+            raise ImageError(
+                Failure(
+                    "validate",
+                    "truncated" if isinstance(error, EOFError) else "decode_error",
+                    f"{source}: damaged {describe_start(head)} header ({error})",
+                )
+            ) from None
+        with image:
+            stored_width, stored_height = image.size
+            orientation = orientation_of(image)
+            header_format, mode = image.format or "unknown", image.mode
+    pixels = stored_width * stored_height
+    if pixels > config.max_pixels:
+        raise ImageError(
+            Failure(
+                "validate",
+                "too_many_pixels",
+                f"{source}: {stored_width}x{stored_height} is {pixels / 1e6:.0f} MP, over the "
+                f"max_pixels limit of {config.max_pixels / 1e6:.0f} MP",
+            )
+        )
+    if stored_width < 1 or stored_height < 1:
+        raise ImageError(
+            Failure("validate", "decode_error", f"{source}: header claims a {image.size} image")
+        )
+    header = ImageHeader(header_format, mode, stored_width, stored_height, orientation)
+    if header.transposed:
+        return ImageHeader(header_format, mode, stored_height, stored_width, orientation)
+    return header

@@ -1,0 +1,108 @@
+"""Where outputs go and how they get there: content-addressed paths, atomic writes, records.
+
+Layout under the output root::
+
+    ab/abcdef…/large.jpg         derivatives of the image whose SHA-256 is abcdef…
+    ab/abcdef…/record.json       what was made there, and under which config fingerprint
+    manifests/<batch id>.jsonl   one row per input of that batch
+
+Paths depend only on content, so duplicates and reruns land on the same files, and a rerun with
+the same settings finds ``record.json`` and does not redo the image. Every file appears by
+rename from a temporary name in the same folder, so a reader never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from pipeline.errors import OutputError
+
+RECORD_NAME = "record.json"
+
+
+def image_folder(sha256: str) -> str:
+    """Relative folder of one image's outputs; two hex digits of fan-out keep folders small."""
+    return f"{sha256[:2]}/{sha256}"
+
+
+class OutputRoot:
+    """An output folder, local or any fsspec URL, that outputs are written into atomically."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/") or "/"
+        filesystem, path = fsspec.core.url_to_fs(self.url)
+        self._fs: fsspec.AbstractFileSystem = filesystem
+        self._path: str = path
+        self._local = isinstance(filesystem, LocalFileSystem)
+
+    def __repr__(self) -> str:
+        return f"OutputRoot({self.url!r})"
+
+    def __reduce__(self) -> tuple[type[OutputRoot], tuple[str]]:
+        # Travel as the URL: the filesystem object is rebuilt on the worker.
+        return OutputRoot, (self.url,)
+
+    def full_path(self, relative: str) -> str:
+        return f"{self._path}/{relative}"
+
+    def check_writable(self) -> None:
+        """Create the root and prove a file can be written there, or raise ``OutputError``."""
+        probe = f".thumbflow-probe-{uuid.uuid4().hex}"
+        try:
+            self._fs.makedirs(self._path, exist_ok=True)
+            self.write_atomic(probe, b"")
+            self._fs.rm(self.full_path(probe))
+        except OSError as error:
+            raise OutputError(f"output {self.url!r} is not writable: {error}") from error
+
+    def write_atomic(self, relative: str, data: bytes) -> None:
+        """Write ``data`` so that the file at ``relative`` is either absent, old, or complete."""
+        final = self.full_path(relative)
+        folder = final.rsplit("/", 1)[0]
+        temporary = f"{final}.tmp-{uuid.uuid4().hex}"
+        if self._local:
+            os.makedirs(folder, exist_ok=True)
+            try:
+                with open(temporary, "wb") as stream:
+                    stream.write(data)
+                os.replace(temporary, final)
+            except BaseException:
+                # Any path out, even KeyboardInterrupt or a cancelled task, removes the temp file.
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+                raise
+            return
+        self._fs.makedirs(folder, exist_ok=True)
+        try:
+            with self._fs.open(temporary, "wb") as stream:
+                stream.write(data)
+            self._fs.mv(temporary, final)
+        except BaseException:
+            if self._fs.exists(temporary):
+                self._fs.rm(temporary)
+            raise
+
+    def read_json(self, relative: str) -> Any | None:
+        """The JSON document at ``relative``, or None if it is missing or unreadable."""
+        try:
+            with self._fs.open(self.full_path(relative), "rb") as stream:
+                return json.load(stream)
+        except (OSError, ValueError):
+            return None
+
+    def open_text_for_writing(self, relative: str) -> Any:
+        full = self.full_path(relative)
+        self._fs.makedirs(full.rsplit("/", 1)[0], exist_ok=True)
+        return self._fs.open(full, "w", encoding="utf-8")
+
+    def rename(self, relative_from: str, relative_to: str) -> None:
+        self._fs.mv(self.full_path(relative_from), self.full_path(relative_to))
+
+    def exists(self, relative: str) -> bool:
+        return bool(self._fs.exists(self.full_path(relative)))

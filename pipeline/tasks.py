@@ -1,0 +1,222 @@
+"""The functions that run inside the graph: each applies one stage to a chunk of images.
+
+A chunk is a list of ``ImageWork`` values that moves hash → validate → resize → encode on one
+worker (linear chains stay where they started, so the decoded pixels never cross the network).
+A stage that fails for one image records a ``Failure`` on it and moves on; later stages pass
+failed images through untouched. Values are replaced, never mutated: a task that Dask re-runs
+after a worker died must see the same inputs as the first time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+from PIL import Image
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import Failure, ImageError, Step
+from pipeline.records import ImageResult, OutputFile
+from pipeline.stages.encode import encode
+from pipeline.stages.geometry import plan_for
+from pipeline.stages.hashing import sha256_of
+from pipeline.stages.resize import cascade, decode
+from pipeline.stages.validate import ImageHeader, read_header
+from pipeline.storage import RECORD_NAME, OutputRoot, image_folder
+
+
+@dataclass(frozen=True)
+class ImageWork:
+    """One image on its way through the steps."""
+
+    index: int
+    source: str
+    sha256: str = ""
+    size_bytes: int = 0
+    header: ImageHeader | None = None
+    renders: dict[str, Image.Image] | None = None
+    reused_outputs: tuple[OutputFile, ...] | None = None
+    failure: Failure | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """Still needs work from the next step."""
+        return self.failure is None and self.reused_outputs is None
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[step] = timings.get(step, 0.0) + (time.perf_counter() - start) * 1000
+
+
+Action = Callable[[dict[str, float]], "ImageWork"]
+
+
+def _attempt(work: ImageWork, step: Step, action: Action, *, timed: bool = True) -> ImageWork:
+    """Run one step for one image; whatever goes wrong becomes that image's failure.
+
+    ``timed=False`` lets a step split its own time into finer parts (decode/resize, encode/write).
+    """
+    timings = dict(work.timings_ms)
+    try:
+        if timed:
+            with _timed(timings, step):
+                done = action(timings)
+        else:
+            done = action(timings)
+        return replace(done, timings_ms=timings)
+    except ImageError as refused:
+        return replace(work, failure=refused.failure, renders=None, timings_ms=timings)
+    except Exception as error:  # a bug or an unexpected library error: still only this image's
+        failure = Failure(step, "internal_error", f"{work.source}: {type(error).__name__}: {error}")
+        return replace(work, failure=failure, renders=None, timings_ms=timings)
+
+
+def hash_chunk(items: Sequence[tuple[int, str]]) -> list[ImageWork]:
+    def digest(work: ImageWork) -> Action:
+        def action(_: dict[str, float]) -> ImageWork:
+            try:
+                found = sha256_of(work.source)
+            except OSError as error:
+                message = f"{work.source}: cannot read ({error.strerror or error})"
+                raise ImageError(Failure("hash", "unreadable", message)) from None
+            return replace(work, sha256=found.sha256, size_bytes=found.size_bytes)
+
+        return action
+
+    return [_attempt(work, "hash", digest(work)) for work in (ImageWork(i, s) for i, s in items)]
+
+
+def _reusable_outputs(
+    work: ImageWork, config: PipelineConfig, root: OutputRoot
+) -> tuple[OutputFile, ...] | None:
+    """The outputs of an earlier run with the same settings, if they are all still there."""
+    record = root.read_json(f"{image_folder(work.sha256)}/{RECORD_NAME}")
+    if not isinstance(record, dict) or record.get("fingerprint") != config.fingerprint:
+        return None
+    try:
+        outputs = tuple(OutputFile.from_json(row) for row in record["outputs"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if all(root.exists(output.path) for output in outputs):
+        return outputs
+    return None
+
+
+def validate_chunk(
+    hashed: Sequence[ImageWork], keep: frozenset[int], config: PipelineConfig, root: OutputRoot
+) -> list[ImageWork]:
+    """Header checks for the images the client kept after dedup (``keep`` holds their indices)."""
+
+    def check(work: ImageWork) -> Action:
+        def action(_: dict[str, float]) -> ImageWork:
+            reused = _reusable_outputs(work, config, root)
+            if reused is not None:
+                return replace(work, reused_outputs=reused)
+            return replace(work, header=read_header(work.source, work.size_bytes, config))
+
+        return action
+
+    return [_attempt(work, "validate", check(work)) for work in hashed if work.index in keep]
+
+
+def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list[ImageWork]:
+    def render(work: ImageWork) -> Action:
+        def action(timings: dict[str, float]) -> ImageWork:
+            header = work.header
+            assert header is not None
+            planned = [(size, plan_for(header.width, header.height, size)) for size in config.sizes]
+            with _timed(timings, "decode"):
+                decoded = decode(work.source, header, [plan for _, plan in planned])
+            with _timed(timings, "resize"):
+                renders = cascade(decoded, planned, config.background)
+            return replace(work, renders=renders)
+
+        return action
+
+    return [
+        _attempt(work, "resize", render(work), timed=False) if work.active else work
+        for work in validated
+    ]
+
+
+def _encode_and_write(
+    work: ImageWork, config: PipelineConfig, root: OutputRoot, timings: dict[str, float]
+) -> ImageWork:
+    assert work.renders is not None
+    folder = image_folder(work.sha256)
+    outputs: list[OutputFile] = []
+    for size in config.sizes:
+        image = work.renders[size.name]
+        for encoding in config.encodings:
+            try:
+                with _timed(timings, "encode"):
+                    data = encode(image, encoding, config.background)
+            except (OSError, ValueError) as error:
+                message = f"{work.source}: {encoding.format} encoder failed at {size.name}: {error}"
+                raise ImageError(Failure("encode", "encode_error", message)) from None
+            path = f"{folder}/{size.name}.{encoding.extension}"
+            with _timed(timings, "write"):
+                _write(root, path, data, work.source)
+            outputs.append(OutputFile(path, size.name, encoding.format, *image.size, len(data)))
+    record = {"fingerprint": config.fingerprint, "outputs": [o.to_json() for o in outputs]}
+    with _timed(timings, "write"):
+        # Written last: its presence means every derivative above is complete.
+        _write(root, f"{folder}/{RECORD_NAME}", _json_bytes(record), work.source)
+    return replace(work, renders=None, reused_outputs=tuple(outputs))
+
+
+def _write(root: OutputRoot, path: str, data: bytes, source: str) -> None:
+    try:
+        root.write_atomic(path, data)
+    except OSError as error:
+        message = f"{source}: cannot write {path} under {root.url} ({error.strerror or error})"
+        raise ImageError(Failure("encode", "write_error", message)) from None
+
+
+def _json_bytes(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def encode_chunk(
+    resized: Sequence[ImageWork], config: PipelineConfig, root: OutputRoot
+) -> list[ImageResult]:
+    """Encode and write every derivative; return only the small manifest rows to the client."""
+    results = []
+    for work in resized:
+        if work.active:
+            write = partial(_encode_and_write, work, config, root)
+            work = _attempt(work, "encode", write, timed=False)
+        results.append(_result_of(work))
+    return results
+
+
+def _result_of(work: ImageWork) -> ImageResult:
+    if work.failure is not None:
+        return ImageResult(
+            work.index,
+            work.source,
+            "failed",
+            work.sha256 or None,
+            failure=work.failure,
+            timings_ms=work.timings_ms,
+        )
+    return ImageResult(
+        work.index,
+        work.source,
+        "ok",
+        work.sha256,
+        outputs=work.reused_outputs or (),
+        reused=work.header is None,
+        timings_ms=work.timings_ms,
+    )
