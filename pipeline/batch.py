@@ -123,6 +123,8 @@ class BatchRun:
         self._held: dict[Any, Future[Any]] = {}
         self._chunk_members: dict[int, list[int]] = {}  # chunks in flight → their input indices
         self._pending_chunks: Iterator[tuple[int, list[int]]] = iter(())
+        self._hashed: dict[int, Future[Any]] = {}  # hash tasks done, waiting for their turn
+        self._next_to_resolve = 0
         self._cancel_requested = False
         self._state: BatchState = "running"
         self._error: BaseException | None = None
@@ -200,35 +202,54 @@ class BatchRun:
         completions = as_completed(loop=client.loop)
         self._submit_hashes(window, completions)
         for finished in completions.batches():
-            chained: list[tuple[int, Future[Any], frozenset[int]]] = []
             for future in finished:
                 step, chunk = _chunk_of(future.key)
-                with self._lock:
-                    self._held.pop(future.key, None)
                 if future.status == "cancelled":
+                    self._forget(future)
                     if not self._cancel_requested:
                         raise ClusterError(
                             f"batch {self.batch_id}: the cluster dropped its work "
                             "(scheduler restarted or connection lost); rerun to resume"
                         )
-                    continue
-                if future.status == "error":
-                    self._chunk_failed(chunk, step, future.exception())
                 elif step == "hash":
-                    keep = self._resolve_duplicates(future.result())
-                    if keep:
-                        chained.append((chunk, future, keep))
-                        self._chunk_members[chunk] = sorted(keep)
-                    else:
-                        self._chunk_members.pop(chunk, None)
+                    # Held until its chain is submitted; resolved in input order below.
+                    self._hashed[chunk] = future
+                elif future.status == "error":
+                    self._forget(future)
+                    self._chunk_failed(chunk, step, future.exception())
                 else:
+                    self._forget(future)
                     self._chunk_members.pop(chunk, None)
                     for result in future.result():
                         self._record(result)
             if self._cancel_requested:
                 break
-            self._submit_chains(chained, completions)
+            self._submit_chains(self._resolve_hashed_in_order(), completions)
             self._submit_hashes(window, completions)
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._held.pop(future.key, None)
+
+    def _resolve_hashed_in_order(self) -> list[tuple[int, Future[Any], frozenset[int]]]:
+        """Resolve duplicates chunk by chunk in input order, so the first of identical inputs
+        is always the earliest one, however the hash tasks happened to finish."""
+        chained = []
+        while self._next_to_resolve in self._hashed:
+            chunk = self._next_to_resolve
+            self._next_to_resolve += 1
+            future = self._hashed.pop(chunk)
+            self._forget(future)
+            if future.status == "error":
+                self._chunk_failed(chunk, "hash", future.exception())
+                continue
+            keep = self._resolve_duplicates(future.result())
+            if keep:
+                chained.append((chunk, future, keep))
+                self._chunk_members[chunk] = sorted(keep)
+            else:
+                self._chunk_members.pop(chunk, None)
+        return chained
 
     def _submit_hashes(self, window: int, completions: as_completed) -> None:
         """Start hashing further chunks while fewer than ``window`` are in flight: enough to

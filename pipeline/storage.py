@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import fsspec
@@ -24,6 +25,10 @@ from fsspec.implementations.local import LocalFileSystem
 from pipeline.errors import OutputError
 
 RECORD_NAME = "record.json"
+
+
+class WriteAbandoned(Exception):
+    """A write was dropped at the last moment because its result is no longer wanted."""
 
 
 def image_folder(sha256: str) -> str:
@@ -61,8 +66,14 @@ class OutputRoot:
         except OSError as error:
             raise OutputError(f"output {self.url!r} is not writable: {error}") from error
 
-    def write_atomic(self, relative: str, data: bytes) -> None:
-        """Write ``data`` so that the file at ``relative`` is either absent, old, or complete."""
+    def write_atomic(
+        self, relative: str, data: bytes, still_wanted: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Write ``data`` so that the file at ``relative`` is either absent, old, or complete.
+
+        ``still_wanted`` is asked just before the rename: a cancelled batch's task that is still
+        running then drops its temporary file instead of publishing it.
+        """
         final = self.full_path(relative)
         folder = final.rsplit("/", 1)[0]
         temporary = f"{final}.tmp-{uuid.uuid4().hex}"
@@ -71,6 +82,8 @@ class OutputRoot:
             try:
                 with open(temporary, "wb") as stream:
                     stream.write(data)
+                if not still_wanted():
+                    raise WriteAbandoned(final)
                 os.replace(temporary, final)
             except BaseException:
                 # Any path out, even KeyboardInterrupt or a cancelled task, removes the temp file.
@@ -82,6 +95,8 @@ class OutputRoot:
         try:
             with self._fs.open(temporary, "wb") as stream:
                 stream.write(data)
+            if not still_wanted():
+                raise WriteAbandoned(final)
             self._fs.mv(temporary, final)
         except BaseException:
             if self._fs.exists(temporary):

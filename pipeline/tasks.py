@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from pipeline.cancellation import TaskCancelled, current_task_cancelled
 from pipeline.config import PipelineConfig
 from pipeline.errors import Failure, ImageError, Step
 from pipeline.records import ImageResult, OutputFile
@@ -27,7 +28,7 @@ from pipeline.stages.geometry import plan_for
 from pipeline.stages.hashing import sha256_of
 from pipeline.stages.resize import cascade, decode
 from pipeline.stages.validate import ImageHeader, read_header
-from pipeline.storage import RECORD_NAME, OutputRoot, image_folder
+from pipeline.storage import RECORD_NAME, OutputRoot, WriteAbandoned, image_folder
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def _attempt(work: ImageWork, step: Step, action: Action, *, timed: bool = True)
         return replace(done, timings_ms=timings)
     except ImageError as refused:
         return replace(work, failure=refused.failure, renders=None, timings_ms=timings)
+    except TaskCancelled:
+        raise
     except Exception as error:  # a bug or an unexpected library error: still only this image's
         failure = Failure(step, "internal_error", f"{work.source}: {type(error).__name__}: {error}")
         return replace(work, failure=failure, renders=None, timings_ms=timings)
@@ -133,6 +136,8 @@ def validate_chunk(
 def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list[ImageWork]:
     def render(work: ImageWork) -> Action:
         def action(timings: dict[str, float]) -> ImageWork:
+            if current_task_cancelled():
+                raise TaskCancelled
             header = work.header
             assert header is not None
             planned = [(size, plan_for(header.width, header.height, size)) for size in config.sizes]
@@ -144,10 +149,13 @@ def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list
 
         return action
 
-    return [
-        _attempt(work, "resize", render(work), timed=False) if work.active else work
-        for work in validated
-    ]
+    try:
+        return [
+            _attempt(work, "resize", render(work), timed=False) if work.active else work
+            for work in validated
+        ]
+    except TaskCancelled:
+        return []
 
 
 def _encode_and_write(
@@ -178,7 +186,9 @@ def _encode_and_write(
 
 def _write(root: OutputRoot, path: str, data: bytes, source: str) -> None:
     try:
-        root.write_atomic(path, data)
+        root.write_atomic(path, data, still_wanted=lambda: not current_task_cancelled())
+    except WriteAbandoned:
+        raise TaskCancelled from None
     except OSError as error:
         message = f"{source}: cannot write {path} under {root.url} ({error.strerror or error})"
         raise ImageError(Failure("encode", "write_error", message)) from None
@@ -191,13 +201,21 @@ def _json_bytes(document: Any) -> bytes:
 def encode_chunk(
     resized: Sequence[ImageWork], config: PipelineConfig, root: OutputRoot
 ) -> list[ImageResult]:
-    """Encode and write every derivative; return only the small manifest rows to the client."""
+    """Encode and write every derivative; return only the small manifest rows to the client.
+
+    If the batch is cancelled meanwhile, the task stops at the next image or file: what it
+    returns then is discarded by Dask anyway."""
     results = []
-    for work in resized:
-        if work.active:
-            write = partial(_encode_and_write, work, config, root)
-            work = _attempt(work, "encode", write, timed=False)
-        results.append(_result_of(work))
+    try:
+        for work in resized:
+            if current_task_cancelled():
+                break
+            if work.active:
+                write = partial(_encode_and_write, work, config, root)
+                work = _attempt(work, "encode", write, timed=False)
+            results.append(_result_of(work))
+    except TaskCancelled:
+        pass
     return results
 
 

@@ -16,8 +16,13 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import Failure, ImageError
 from pipeline.stages.sources import open_binary
 
-# MPO is what Pillow calls a JPEG carrying extra frames (stereo, depth maps): read as JPEG.
-ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF")
+# The plugins Pillow may use to identify an input. A JPEG with extra frames (stereo pairs,
+# depth maps) is identified by the JPEG plugin and reported as "MPO"; its first frame is the
+# photo. AVIF is accepted when this Pillow was built with libavif.
+Image.init()
+ACCEPTED_FORMATS = tuple(
+    name for name in ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF") if name in Image.OPEN
+)
 EXIF_ORIENTATION_TAG = 0x0112
 
 # Signatures of files people feed us by mistake, so a refusal can say what the file *is*.
@@ -82,7 +87,7 @@ def _unidentified(source: str, head: bytes) -> Failure:
             "validate",
             "unsupported_format",
             f"{source}: {description} that thumbflow cannot read "
-            f"(accepted: {', '.join(f for f in ACCEPTED_FORMATS if f != 'MPO')})",
+            f"(accepted: {', '.join(ACCEPTED_FORMATS)})",
         )
     return Failure("validate", "not_an_image", f"{source}: not an image ({description})")
 

@@ -1,0 +1,43 @@
+"""Shared fixtures: a real LocalCluster of worker processes, sample images, the shared corpus."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from pipeline.samples import SampleSet, write_samples
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not (CORPUS / "photos").is_dir():
+        pytest.skip(f"the shared test corpus is not at {CORPUS}")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def cluster_client() -> Iterator[Client]:
+    """Two single-threaded worker processes, like the default LocalCluster on this machine."""
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> SampleSet:
+    """Eight photo-like images (one EXIF-rotated, one with alpha), a duplicate, two broken files."""
+    return write_samples(tmp_path_factory.mktemp("samples"), count=6)

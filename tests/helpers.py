@@ -1,0 +1,47 @@
+"""Assertions shared by the integration tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from pipeline.config import PipelineConfig
+
+
+def read_rows(manifest: str | Path) -> list[dict[str, Any]]:
+    with open(manifest, encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream]
+
+
+def leftover_temporaries(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".tmp-" in p.name or p.name.endswith(".partial")]
+
+
+def displayed_size(path: str | Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return ImageOps.exif_transpose(image).size if image.getexif().get(0x0112) else image.size
+
+
+def assert_derivatives_fit(row: dict[str, Any], root: Path, config: PipelineConfig) -> None:
+    """Every size x format is on disk, decodes, matches the manifest, fits its box, keeps the
+    source's aspect ratio within a pixel and is never larger than the source."""
+    source_width, source_height = displayed_size(row["source"])
+    assert len(row["outputs"]) == len(config.sizes) * len(config.encodings), row["source"]
+    boxes = {size.name: size for size in config.sizes}
+    for output in row["outputs"]:
+        with Image.open(root / output["path"]) as image:
+            assert image.size == (output["width"], output["height"]), output
+            assert (
+                image.format == {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}[output["format"]]
+            )
+        assert (root / output["path"]).stat().st_size == output["bytes"]
+        box = boxes[output["size"]]
+        width, height = output["width"], output["height"]
+        assert 1 <= width <= min(box.width, source_width), (row["source"], output)
+        assert 1 <= height <= min(box.height, source_height), (row["source"], output)
+        ratio = source_width / source_height
+        # the source's aspect ratio, to a pixel on the side that was derived from the other
+        assert abs(width - height * ratio) <= 1 or abs(height - width / ratio) <= 1, output
