@@ -25,22 +25,24 @@ ACCEPTED_FORMATS = tuple(
 )
 EXIF_ORIENTATION_TAG = 0x0112
 
-# Signatures of files people feed us by mistake, so a refusal can say what the file *is*.
-_KNOWN_SIGNATURES: tuple[tuple[bytes, str, bool], ...] = (
-    # (prefix, description, is_an_image_format)
-    (b"%PDF", "a PDF document", False),
-    (b"PK\x03\x04", "a ZIP archive", False),
-    (b"\x1f\x8b", "a gzip archive", False),
-    (b"8BPS", "a Photoshop PSD image", True),
-    (b"\x00\x00\x01\x00", "an ICO icon", True),
-    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream", True),
-    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image", True),
-    (b"II*\x00", "a TIFF image", True),
-    (b"MM\x00*", "a TIFF image", True),
-    (b"\x89PNG", "a PNG image", True),
-    (b"\xff\xd8\xff", "a JPEG image", True),
-    (b"GIF8", "a GIF image", True),
-    (b"BM", "a BMP image", True),
+# Signatures of files people feed us, so a refusal can say what the file *is*. The kind says
+# what a failure to open one means: "accepted" (a format we read, so the file is damaged),
+# "image" (a format we do not read) or "other" (not an image at all).
+_KNOWN_SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
+    (b"%PDF", "a PDF document", "other"),
+    (b"PK\x03\x04", "a ZIP archive", "other"),
+    (b"\x1f\x8b", "a gzip archive", "other"),
+    (b"8BPS", "a Photoshop PSD image", "image"),
+    (b"\x00\x00\x01\x00", "an ICO icon", "image"),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream", "image"),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image", "image"),
+    (b"II*\x00", "a TIFF image", "accepted"),
+    (b"MM\x00*", "a TIFF image", "accepted"),
+    (b"\x89PNG", "a PNG image", "accepted"),
+    (b"\xff\xd8\xff", "a JPEG image", "accepted"),
+    (b"GIF8", "a GIF image", "accepted"),
+    (b"RIFF", "a RIFF file (WebP?)", "accepted"),
+    (b"BM", "a BMP image", "accepted"),
 )
 
 
@@ -74,19 +76,30 @@ def describe_start(head: bytes) -> str:
         return "an XML/SVG document"
     if text.startswith(b"#!"):
         return "a script"
+    if head and all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return f"a text file (starts with {head[:12].decode()!r})"
     shown = head[:8].decode("latin-1")
     printable = "".join(ch if ch.isprintable() else "." for ch in shown)
     return f"unknown content (starts with {printable!r})"
 
 
+def _signature_kind(head: bytes) -> str:
+    for prefix, _, kind in _KNOWN_SIGNATURES:
+        if head.startswith(prefix):
+            return kind
+    return "image" if describe_start(head) == "a HEIF image" else "other"
+
+
 def _unidentified(source: str, head: bytes) -> Failure:
     description = describe_start(head)
-    is_image = any(head.startswith(prefix) and image for prefix, _, image in _KNOWN_SIGNATURES)
-    if is_image or description == "a HEIF image":
+    kind = _signature_kind(head)
+    if kind == "accepted":
+        return Failure("validate", "decode_error", f"{source}: {description} with a damaged header")
+    if kind == "image":
         return Failure(
             "validate",
             "unsupported_format",
-            f"{source}: {description} that thumbflow cannot read "
+            f"{source}: {description}, which thumbflow does not read "
             f"(accepted: {', '.join(ACCEPTED_FORMATS)})",
         )
     return Failure("validate", "not_an_image", f"{source}: not an image ({description})")

@@ -1,0 +1,50 @@
+"""The public surface is small and pinned: changing it is a deliberate act."""
+
+from __future__ import annotations
+
+import inspect
+
+import pipeline
+
+
+def test_public_names_are_pinned() -> None:
+    assert pipeline.__all__ == [
+        "BatchHandle",
+        "BatchReport",
+        "BatchStatus",
+        "ClusterError",
+        "ConfigError",
+        "Encoding",
+        "Failure",
+        "InputError",
+        "OutputError",
+        "PipelineConfig",
+        "Size",
+        "ThumbflowError",
+        "__version__",
+        "run",
+        "submit",
+    ]
+    assert pipeline.__all__ == sorted(pipeline.__all__)
+
+
+def test_entry_points_take_inputs_output_and_keyword_only_options() -> None:
+    expected = ["inputs", "output", "config", "client", "scheduler", "workers"]
+    for function in (pipeline.submit, pipeline.run):
+        parameters = inspect.signature(function).parameters
+        assert list(parameters) == expected
+        assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in expected[2:])
+
+
+def test_handle_surface() -> None:
+    public = {name for name in dir(pipeline.BatchHandle) if not name.startswith("_")}
+    assert public == {
+        "batch_id", "cancel", "dashboard_link", "done", "manifest", "output", "result", "status",
+    }  # fmt: skip
+
+
+def test_exception_tree() -> None:
+    for error in (pipeline.ConfigError, pipeline.InputError, pipeline.OutputError,
+                  pipeline.ClusterError):  # fmt: skip
+        assert issubclass(error, pipeline.ThumbflowError)
+    assert issubclass(pipeline.ConfigError, ValueError)

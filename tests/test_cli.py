@@ -1,0 +1,91 @@
+"""The ``thumbflow`` command through its installed entry point, as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.samples import SampleSet
+from tests.helpers import leftover_temporaries, read_rows
+
+THUMBFLOW = shutil.which("thumbflow") or f"{sys.executable} -m pipeline.cli"
+
+
+def thumbflow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*THUMBFLOW.split(), *args], capture_output=True, text=True, timeout=180, cwd=cwd
+    )
+
+
+def test_run_processes_a_folder_and_prints_a_summary(samples: SampleSet, tmp_path: Path) -> None:
+    done = thumbflow("run", str(samples.folder), "-o", str(tmp_path), "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert "ok 8 · duplicate 1 · failed 2 · cancelled 0" in done.stdout
+    assert "failures by code: not_an_image 1, truncated 1" in done.stdout
+    manifest = next(line for line in done.stdout.splitlines() if "manifest:" in line).split()[-1]
+    assert len(read_rows(manifest)) == 11
+    assert "img" in done.stderr  # the progress bar
+    assert leftover_temporaries(tmp_path) == []
+
+
+def test_strict_turns_image_failures_into_exit_status_1(samples: SampleSet, tmp_path: Path) -> None:
+    broken = [str(path) for path in samples.broken]
+    done = thumbflow("run", *broken, "-o", str(tmp_path), "--workers", "1", "--strict")
+    assert done.returncode == 1
+    assert "failed 2" in done.stdout
+
+
+def test_sizes_formats_and_quality_are_configurable(samples: SampleSet, tmp_path: Path) -> None:
+    code = main(
+        [
+            "run", str(samples.images[0]), "-o", str(tmp_path), "--workers", "1",
+            "--size", "avatar=64x64:cover", "--size", "wide=300x100",
+            "--format", "webp:60", "--format", "avif", "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    (manifest,) = (tmp_path / "manifests").glob("*.jsonl")
+    (row,) = read_rows(manifest)
+    sizes = {(o["size"], o["format"]): (o["width"], o["height"]) for o in row["outputs"]}
+    assert sizes == {
+        ("avatar", "webp"): (64, 64),
+        ("avatar", "avif"): (64, 64),
+        ("wide", "webp"): (150, 100),
+        ("wide", "avif"): (150, 100),
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["run", "in", "-o", "out", "--size", "bad"], 2, "expected NAME=WIDTHxHEIGHT"),
+        (["run", "in", "-o", "out", "--format", "gif"], 2, "expected jpeg, webp or avif"),
+        (["run", "{missing}", "-o", "out"], 3, "does not exist"),
+        (["run", "{samples}", "-o", "{blocked}/out"], 3, "not writable"),
+        (["run", "{samples}", "-o", "out", "--scheduler", "tcp://127.0.0.1:9"], 3, "cannot reach"),
+    ],
+)
+def test_usage_and_infrastructure_errors_exit_with_a_clear_message(
+    args: list[str], code: int, message: str, samples: SampleSet, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    names = {"missing": tmp_path / "missing", "samples": samples.folder, "blocked": blocked}
+    args = [arg.format(**names) for arg in args]
+    done = thumbflow(*args, cwd=tmp_path)
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_makes_samples_and_processes_them(tmp_path: Path) -> None:
+    done = thumbflow("demo", "--count", "2", "--workers", "1", "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "ok 4 · duplicate 1 · failed 2" in done.stdout
+    assert (tmp_path / "thumbflow-demo" / "samples").is_dir()
+    assert list((tmp_path / "thumbflow-demo" / "derivatives").rglob("large.webp"))
