@@ -30,6 +30,9 @@ STEPS = ("hash", "validate", "resize", "encode")
 # camera photo is bigger than this on its own and gets a task to itself.
 CHUNK_TARGET_BYTES = 1_500_000
 CHUNK_MAX_IMAGES = 64
+# Even a tiny image costs a few milliseconds (open, encode six files, write them), and a URL
+# whose size is unknown (listed as 0) should still spread across workers: count at least this.
+MIN_IMAGE_COST = 64_000
 
 
 def plan_chunks(
@@ -44,17 +47,17 @@ def plan_chunks(
     A small batch is cut finer so that every one of ``parallelism`` threads gets work at least
     twice over: 20 thumbnails should not all queue on one worker.
     """
-    total = sum(item.size_bytes for item in inputs)
-    target = max(1, min(target_bytes, total // max(1, 2 * parallelism)))
+    costs = [max(item.size_bytes, MIN_IMAGE_COST) for item in inputs]
+    target = max(1, min(target_bytes, sum(costs) // max(1, 2 * parallelism)))
     chunks: list[list[int]] = []
     current: list[int] = []
     current_bytes = 0
-    for index, item in enumerate(inputs):
-        if current and (current_bytes + item.size_bytes > target or len(current) >= max_images):
+    for index, cost in enumerate(costs):
+        if current and (current_bytes + cost > target or len(current) >= max_images):
             chunks.append(current)
             current, current_bytes = [], 0
         current.append(index)
-        current_bytes += item.size_bytes
+        current_bytes += cost
     if current:
         chunks.append(current)
     return chunks

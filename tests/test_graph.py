@@ -25,11 +25,11 @@ def files(*sizes: int) -> list[InputFile]:
         # camera photos over the target each get a task of their own
         ([5_000_000] * 3, 2, [[0], [1], [2]]),
         # small web images share tasks of about the target size
-        ([500_000] * 6, 1, [[0, 1], [2, 3], [4, 5]]),
+        ([500_000] * 6, 1, [[0, 1, 2], [3, 4, 5]]),
         # a small batch is cut finer so both workers get work twice over
         ([100_000] * 8, 2, [[0, 1], [2, 3], [4, 5], [6, 7]]),
-        # unknown sizes (0 bytes) still make chunks
-        ([0] * 3, 1, [[0], [1], [2]]),
+        # unknown sizes (listed as 0 bytes) still spread over the workers
+        ([0] * 4, 2, [[0], [1], [2], [3]]),
     ],
 )
 def test_plan_chunks(sizes: list[int], parallelism: int, expected: list[list[int]]) -> None:
@@ -38,7 +38,7 @@ def test_plan_chunks(sizes: list[int], parallelism: int, expected: list[list[int
 
 def test_chunks_cover_every_input_once_in_order_and_cap_the_image_count() -> None:
     inputs = files(*([1_000] * 1000))
-    chunks = plan_chunks(inputs, parallelism=2)
+    chunks = plan_chunks(inputs, parallelism=2, target_bytes=100_000_000)
     assert [index for chunk in chunks for index in chunk] == list(range(1000))
     assert max(len(chunk) for chunk in chunks) == CHUNK_MAX_IMAGES
 
