@@ -98,7 +98,7 @@ class Encoding:
         name = "jpeg" if name == "jpg" else name
         if name not in DEFAULT_QUALITY:
             raise ConfigError(f"format {text!r}: expected jpeg, webp or avif, optionally :QUALITY")
-        if quality and not quality.isdigit():
+        if quality and not (quality.isascii() and quality.isdigit()):
             raise ConfigError(f"format {text!r}: quality must be a whole number")
         return cls(format=name, quality=int(quality) if quality else DEFAULT_QUALITY[name])  # type: ignore[arg-type]
 

@@ -24,9 +24,8 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import Failure, ImageError, Step
 from pipeline.records import ImageResult, OutputFile
 from pipeline.stages.encode import encode
-from pipeline.stages.geometry import plan_for
 from pipeline.stages.hashing import sha256_of
-from pipeline.stages.resize import cascade, decode
+from pipeline.stages.resize import as_oriented, cascade, decode, plan_sizes
 from pipeline.stages.validate import ImageHeader, read_header
 from pipeline.storage import RECORD_NAME, OutputRoot, WriteAbandoned, image_folder
 
@@ -140,9 +139,11 @@ def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list
                 raise TaskCancelled
             header = work.header
             assert header is not None
-            planned = [(size, plan_for(header.width, header.height, size)) for size in config.sizes]
+            planned = plan_sizes(header, config)
             with _timed(timings, "decode"):
-                decoded = decode(work.source, header, [plan for _, plan in planned])
+                decoded, orientation = decode(work.source, header, [p for _, p in planned])
+            if orientation != header.orientation:
+                planned = plan_sizes(as_oriented(header, orientation), config)
             with _timed(timings, "resize"):
                 renders = cascade(decoded, planned, config.background)
             return replace(work, renders=renders)

@@ -51,7 +51,12 @@ def encode(image: Image.Image, encoding: Encoding, background: tuple[int, int, i
         )
     elif encoding.format == "avif":
         _colour_modes(image).save(
-            buffer, "AVIF", quality=encoding.quality, speed=encoding.avif_speed
+            buffer,
+            "AVIF",
+            quality=encoding.quality,
+            speed=encoding.avif_speed,
+            icc_profile=None,  # the plugin would otherwise copy image.info's profile
+            max_threads=1,  # one worker process per core already uses every core
         )
     else:
         raise AssertionError(f"unknown format {encoding.format!r}")

@@ -7,7 +7,7 @@ within 46-57 dB PSNR of the slow path.
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import replace
 
 from PIL import Image, ImageOps
 
@@ -15,35 +15,49 @@ from pipeline.config import PipelineConfig, Size
 from pipeline.errors import Failure, ImageError
 from pipeline.stages import colour
 from pipeline.stages.geometry import Plan, draft_request, plan_for
+from pipeline.stages.opening import decoding, is_truncation, open_image
 from pipeline.stages.sources import open_binary
-from pipeline.stages.validate import ACCEPTED_FORMATS, ImageHeader
+from pipeline.stages.validate import ImageHeader, orientation_of
 
 RESAMPLING = Image.Resampling.LANCZOS
 
 
 def _decode_failure(source: str, error: BaseException) -> Failure:
-    text = str(error)
-    if isinstance(error, EOFError) or "truncated" in text.lower():
-        return Failure("resize", "truncated", f"{source}: the file ends early ({text or 'EOF'})")
+    text = str(error) or type(error).__name__
+    if is_truncation(error):
+        return Failure("resize", "truncated", f"{source}: the file ends early ({text})")
     return Failure("resize", "decode_error", f"{source}: cannot decode ({text})")
 
 
-def decode(source: str, header: ImageHeader, plans: list[Plan]) -> Image.Image:
-    """The first frame, upright, in a working mode, at reduced scale where the format allows."""
+def decode(source: str, header: ImageHeader, plans: list[Plan]) -> tuple[Image.Image, int]:
+    """The first frame, upright, in a working mode, at reduced scale where the format allows,
+    with no metadata left on it; and the orientation that was applied."""
     try:
-        with open_binary(source) as stream, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(stream, formats=ACCEPTED_FORMATS)
+        with open_binary(source) as stream, decoding():
+            image = open_image(stream)
             # draft() needs the exact box: thumbnail()'s reducing_gap would ask for twice the
             # size and lose the reduced-scale decode.
             image.draft(None, draft_request(plans, header.transposed))
             image.load()
-    except ImageError:
-        raise
     except Exception as error:  # Pillow raises many types for damaged data; all are this image's
         raise ImageError(_decode_failure(source, error)) from None
-    upright = ImageOps.exif_transpose(image) if header.orientation != 1 else image
-    return colour.normalise(upright)
+    # Read again now that the pixels are loaded: a PNG may keep its EXIF after the image data.
+    orientation = orientation_of(image, loaded=True)
+    upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+    normalised = colour.normalise(upright)
+    # Derivatives are made from this image and inherit its info; with none, no encoder can copy
+    # EXIF, GPS, XMP or a colour profile into them (AVIF's would copy the ICC profile).
+    normalised.info = {}
+    return normalised, orientation
+
+
+def as_oriented(header: ImageHeader, orientation: int) -> ImageHeader:
+    """The header as displayed under ``orientation`` (found late for a PNG's trailing EXIF)."""
+    if orientation == header.orientation:
+        return header
+    turned = (orientation in (5, 6, 7, 8)) != header.transposed
+    width, height = (header.height, header.width) if turned else (header.width, header.height)
+    return replace(header, width=width, height=height, orientation=orientation)
 
 
 def _shape(scaled: Image.Image, plan: Plan, background: tuple[int, int, int]) -> Image.Image:
@@ -75,10 +89,16 @@ def cascade(
     return results
 
 
+def plan_sizes(header: ImageHeader, config: PipelineConfig) -> list[tuple[Size, Plan]]:
+    return [(size, plan_for(header.width, header.height, size)) for size in config.sizes]
+
+
 def render_sizes(
     source: str, header: ImageHeader, config: PipelineConfig
 ) -> dict[str, Image.Image]:
     """Every configured size of one image, keyed by size name."""
-    planned = [(size, plan_for(header.width, header.height, size)) for size in config.sizes]
-    decoded = decode(source, header, [plan for _, plan in planned])
+    planned = plan_sizes(header, config)
+    decoded, orientation = decode(source, header, [plan for _, plan in planned])
+    if orientation != header.orientation:
+        planned = plan_sizes(as_oriented(header, orientation), config)
     return cascade(decoded, planned, config.background)

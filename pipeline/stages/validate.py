@@ -7,22 +7,15 @@ before a single pixel is decoded.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import PipelineConfig
-from pipeline.errors import Failure, ImageError
+from pipeline.errors import Failure, FailureCode, ImageError
+from pipeline.stages.opening import ACCEPTED_FORMATS, is_truncation, open_image
 from pipeline.stages.sources import open_binary
 
-# The plugins Pillow may use to identify an input. A JPEG with extra frames (stereo pairs,
-# depth maps) is identified by the JPEG plugin and reported as "MPO"; its first frame is the
-# photo. AVIF is accepted when this Pillow was built with libavif.
-Image.init()
-ACCEPTED_FORMATS = tuple(
-    name for name in ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF") if name in Image.OPEN
-)
 EXIF_ORIENTATION_TAG = 0x0112
 
 # Signatures of files people feed us, so a refusal can say what the file *is*. The kind says
@@ -105,8 +98,21 @@ def _unidentified(source: str, head: bytes) -> Failure:
     return Failure("validate", "not_an_image", f"{source}: not an image ({description})")
 
 
-def orientation_of(image: Image.Image) -> int:
-    """EXIF orientation 1-8; a missing, zero or invalid tag means upright (1)."""
+# Pillow turns these upright itself while loading (and reports the upright size already).
+_ORIENTED_BY_PILLOW = frozenset({"TIFF"})
+
+
+def orientation_of(image: Image.Image, *, loaded: bool = False) -> int:
+    """EXIF orientation 1-8 still to be applied; a missing, zero or invalid tag means upright.
+
+    Never decodes: for a PNG whose EXIF chunk comes after the pixel data, Pillow's getexif()
+    would load the whole image (a bomb, before our size check), so that tag is read after
+    decoding instead (see ``resize.decode``).
+    """
+    if image.format in _ORIENTED_BY_PILLOW:
+        return 1
+    if image.format == "PNG" and "exif" not in image.info and not loaded:
+        return 1
     try:
         value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
     except Exception:  # a corrupt EXIF block must not cost the image: treat it as upright
@@ -131,42 +137,31 @@ def read_header(source: str, size_bytes: int, config: PipelineConfig) -> ImageHe
         head = stream.read(32)
         stream.seek(0)
         try:
-            with warnings.catch_warnings():
-                # Our own pixel limit below is the one in charge; Pillow's warning is noise.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(stream, formats=ACCEPTED_FORMATS)
+            image = open_image(stream)
         except UnidentifiedImageError:
             raise ImageError(_unidentified(source, head)) from None
-        except Image.DecompressionBombError as error:
-            raise ImageError(Failure("validate", "too_many_pixels", f"{source}: {error}")) from None
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            # Pillow found its magic bytes but could not parse the header.
-            raise ImageError(
-                Failure(
-                    "validate",
-                    "truncated" if isinstance(error, EOFError) else "decode_error",
-                    f"{source}: damaged {describe_start(head)} header ({error})",
-                )
-            ) from None
+        except Exception as error:  # Pillow knew the magic bytes but the header is damaged
+            code: FailureCode = "truncated" if is_truncation(error) else "decode_error"
+            message = f"{source}: {describe_start(head)} whose header is damaged ({error})"
+            raise ImageError(Failure("validate", code, message)) from None
         with image:
-            stored_width, stored_height = image.size
+            width, height = image.size
+            pixels = width * height
+            if pixels > config.max_pixels:
+                raise ImageError(
+                    Failure(
+                        "validate",
+                        "too_many_pixels",
+                        f"{source}: {width}x{height} is {pixels / 1e6:.0f} MP, over the "
+                        f"max_pixels limit of {config.max_pixels / 1e6:.0f} MP",
+                    )
+                )
+            if width < 1 or height < 1:
+                message = f"{source}: the header claims a {width}x{height} image"
+                raise ImageError(Failure("validate", "decode_error", message))
+            # Only now, with the size known to be acceptable: reading EXIF may parse more.
             orientation = orientation_of(image)
-            header_format, mode = image.format or "unknown", image.mode
-    pixels = stored_width * stored_height
-    if pixels > config.max_pixels:
-        raise ImageError(
-            Failure(
-                "validate",
-                "too_many_pixels",
-                f"{source}: {stored_width}x{stored_height} is {pixels / 1e6:.0f} MP, over the "
-                f"max_pixels limit of {config.max_pixels / 1e6:.0f} MP",
-            )
-        )
-    if stored_width < 1 or stored_height < 1:
-        raise ImageError(
-            Failure("validate", "decode_error", f"{source}: header claims a {image.size} image")
-        )
-    header = ImageHeader(header_format, mode, stored_width, stored_height, orientation)
+            header = ImageHeader(image.format or "unknown", image.mode, width, height, orientation)
     if header.transposed:
-        return ImageHeader(header_format, mode, stored_height, stored_width, orientation)
+        return replace(header, width=height, height=width)
     return header

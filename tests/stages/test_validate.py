@@ -1,0 +1,366 @@
+"""read_header: what the header of a real file says, and a typed, named refusal for everything
+thumbflow must not decode (wrong content, too large, decompression bombs, damaged headers)."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import Failure, ImageError
+from pipeline.samples import photo_like
+from pipeline.stages.validate import ImageHeader, describe_start, read_header
+
+ORIENTATION_TAG = 0x0112
+
+
+def header_of(path: Path, config: PipelineConfig | None = None) -> ImageHeader:
+    return read_header(str(path), path.stat().st_size, config or PipelineConfig())
+
+
+def write_image(path: Path, image: Image.Image, orientation: int | None = None) -> Path:
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[ORIENTATION_TAG] = orientation
+    image.save(path, exif=exif.tobytes())
+    return path
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_bytes(width: int, height: int, pixels: bytes | None = None) -> bytes:
+    """An 8-bit greyscale PNG built by hand: the IHDR may claim any size, and ``pixels`` (raw
+    scanlines, compressed here) may be left out so that nothing but the header exists."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    data = png_chunk(b"IDAT", zlib.compress(pixels, 1)) if pixels is not None else b""
+    return b"\x89PNG\r\n\x1a\n" + header + data + png_chunk(b"IEND", b"")
+
+
+def jpeg_bytes(width: int = 640, height: int = 480) -> bytes:
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0110] = "thumbflow test camera"
+    photo_like(width, height, seed=3).save(buffer, "JPEG", quality=85, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def pillow_images_allocated() -> int:
+    """How many pixel buffers Pillow's core has created so far in this process."""
+    return Image.core.get_stats()["new_count"]
+
+
+@pytest.mark.parametrize(
+    ("file_name", "mode", "expected_format", "expected_mode"),
+    [
+        pytest.param("photo.jpg", "RGB", "JPEG", "RGB", id="jpeg-rgb"),
+        pytest.param("scan.jpg", "L", "JPEG", "L", id="jpeg-greyscale"),
+        pytest.param("print.jpg", "CMYK", "JPEG", "CMYK", id="jpeg-cmyk"),
+        pytest.param("logo.png", "RGBA", "PNG", "RGBA", id="png-rgba"),
+        pytest.param("icon.png", "P", "PNG", "P", id="png-palette"),
+        pytest.param("grey.png", "LA", "PNG", "LA", id="png-grey-alpha"),
+        pytest.param("flat.gif", "RGB", "GIF", "P", id="gif"),
+        pytest.param("photo.webp", "RGB", "WEBP", "RGB", id="webp"),
+        pytest.param("scan.tif", "RGB", "TIFF", "RGB", id="tiff"),
+        pytest.param("old.bmp", "RGB", "BMP", "RGB", id="bmp"),
+        pytest.param("photo.avif", "RGB", "AVIF", "RGB", id="avif"),
+    ],
+)
+def test_read_header_of_each_accepted_format(
+    tmp_path, file_name, mode, expected_format, expected_mode
+):
+    path = tmp_path / file_name
+    photo_like(120, 80, seed=1).convert(mode).save(path)
+    assert header_of(path) == ImageHeader(expected_format, expected_mode, 120, 80, 1)
+
+
+def test_format_comes_from_the_content_not_the_file_name(tmp_path):
+    path = tmp_path / "actually_a_png.jpg"
+    photo_like(120, 80, seed=1).save(path, "PNG")
+    assert header_of(path).format == "PNG"
+
+
+@pytest.mark.parametrize(
+    ("orientation", "displayed_size"),
+    [
+        pytest.param(1, (120, 80), id="1-upright"),
+        pytest.param(2, (120, 80), id="2-mirrored"),
+        pytest.param(3, (120, 80), id="3-upside-down"),
+        pytest.param(4, (120, 80), id="4-flipped"),
+        pytest.param(5, (80, 120), id="5-transposed"),
+        pytest.param(6, (80, 120), id="6-rotated-right"),
+        pytest.param(7, (80, 120), id="7-transversed"),
+        pytest.param(8, (80, 120), id="8-rotated-left"),
+    ],
+)
+def test_header_size_is_as_displayed_after_exif_orientation(tmp_path, orientation, displayed_size):
+    path = write_image(tmp_path / "phone.jpg", photo_like(120, 80, seed=1), orientation)
+    header = header_of(path)
+    assert (header.width, header.height) == displayed_size
+    assert header.orientation == orientation
+    assert header.transposed == (orientation >= 5)
+
+
+@pytest.mark.parametrize(
+    "file_name",
+    [
+        "phone.jpg",
+        "phone.png",
+        "phone.webp",
+        "phone.avif",
+        "phone.tif",
+    ],
+)
+def test_orientation_6_swaps_width_and_height_in_every_container(tmp_path, file_name):
+    path = write_image(tmp_path / file_name, photo_like(120, 80, seed=1), orientation=6)
+    header = header_of(path)
+    assert (header.width, header.height) == (80, 120)
+    # Pillow turns TIFFs upright itself while loading, so nothing is left for us to apply
+    assert header.orientation == (1 if file_name.endswith(".tif") else 6)
+
+
+@pytest.mark.parametrize(
+    "stored_orientation",
+    [
+        pytest.param(0, id="zero"),
+        pytest.param(9, id="nine-out-of-range"),
+        pytest.param(None, id="no-tag"),
+    ],
+)
+def test_invalid_or_missing_orientation_is_treated_as_upright(tmp_path, stored_orientation):
+    path = write_image(tmp_path / "odd.jpg", photo_like(120, 80, seed=1), stored_orientation)
+    assert header_of(path) == ImageHeader("JPEG", "RGB", 120, 80, 1)
+
+
+# (file name, content, expected code, words the message must contain)
+REFUSED_CONTENT = [
+    pytest.param(
+        "notes.jpg",
+        b"<!DOCTYPE html>\n<html><title>404 Not Found</title></html>\n",
+        "not_an_image",
+        "an HTML page",
+        id="html-page-named-jpg",
+    ),
+    pytest.param(
+        "report.jpg",
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n",
+        "not_an_image",
+        "a PDF document",
+        id="pdf-document",
+    ),
+    pytest.param(
+        "noise.jpg",
+        random.Random(3).randbytes(4096),
+        "not_an_image",
+        "unknown content",
+        id="random-bytes",
+    ),
+    pytest.param(
+        "deploy.png",
+        b"#!/bin/sh\nrm -rf /tmp/cache\n",
+        "not_an_image",
+        "a script",
+        id="shell-script",
+    ),
+    pytest.param(
+        "photos.jpg",
+        b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(64),
+        "not_an_image",
+        "a ZIP archive",
+        id="zip-archive",
+    ),
+    pytest.param(
+        "drawing.png",
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>\n',
+        "not_an_image",
+        "an XML/SVG document",
+        id="svg-drawing",
+    ),
+    pytest.param(
+        "layers.psd",
+        b"8BPS\x00\x01" + bytes(6) + b"\x00\x03\x00\x00\x00\x10\x00\x00\x00\x10\x00\x08\x00\x03",
+        "unsupported_format",
+        "a Photoshop PSD image",
+        id="photoshop-psd",
+    ),
+    pytest.param(
+        "favicon.ico",
+        b"\x00\x00\x01\x00\x01\x00\x10\x10\x00\x00\x01\x00\x20\x00" + bytes(64),
+        "unsupported_format",
+        "an ICO icon",
+        id="ico-icon",
+    ),
+    pytest.param(
+        "iphone.heic",
+        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64),
+        "unsupported_format",
+        "a HEIF image",
+        id="heif-image",
+    ),
+]
+
+
+@pytest.mark.parametrize(("file_name", "content", "code", "description"), REFUSED_CONTENT)
+def test_refused_content_has_a_stable_code_and_says_what_the_file_is(
+    tmp_path, file_name, content, code, description
+):
+    path = tmp_path / file_name
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as refused:
+        header_of(path)
+    assert refused.value.failure.step == "validate"
+    assert refused.value.failure.code == code
+    assert str(path) in refused.value.failure.message
+    assert description in refused.value.failure.message
+
+
+def test_empty_file_is_refused_before_it_is_opened(tmp_path):
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(ImageError) as refused:
+        read_header(str(path), 0, PipelineConfig())
+    assert refused.value.failure.code == "empty_file"
+    assert str(path) in refused.value.failure.message
+
+
+def test_file_over_max_file_bytes_is_refused_with_the_limit_in_the_message(tmp_path):
+    path = tmp_path / "huge.jpg"
+    path.write_bytes(jpeg_bytes())
+    config = PipelineConfig(max_file_bytes=1000)
+    with pytest.raises(ImageError) as refused:
+        read_header(str(path), path.stat().st_size, config)
+    assert refused.value.failure.code == "file_too_large"
+    assert str(path) in refused.value.failure.message
+    assert "max_file_bytes" in refused.value.failure.message
+
+
+def test_png_claiming_100000x100000_is_refused_from_the_header_alone(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_bytes(100_000, 100_000))
+    allocated_before = pillow_images_allocated()
+    started = time.perf_counter()
+    with pytest.raises(ImageError) as refused:
+        header_of(path)
+    assert time.perf_counter() - started < 0.5
+    assert pillow_images_allocated() == allocated_before
+    assert refused.value.failure.code == "too_many_pixels"
+    assert str(path) in refused.value.failure.message
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "max_pixels"),
+    [
+        pytest.param(20_000, 5_000, 150_000_000, id="100mp-under-the-default-limit"),
+        pytest.param(1000, 1000, 1_000_000, id="exactly-at-the-limit"),
+    ],
+)
+def test_header_within_max_pixels_is_accepted(tmp_path, width, height, max_pixels):
+    path = tmp_path / "large.png"
+    path.write_bytes(png_bytes(width, height))
+    header = header_of(path, PipelineConfig(max_pixels=max_pixels))
+    assert (header.width, header.height) == (width, height)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "max_pixels"),
+    [
+        pytest.param(20_000, 5_000, 50_000_000, id="100mp-over-a-50mp-limit"),
+        pytest.param(1001, 1000, 1_000_000, id="one-column-over-the-limit"),
+    ],
+)
+def test_header_over_max_pixels_is_refused_with_the_limit_in_the_message(
+    tmp_path, width, height, max_pixels
+):
+    path = tmp_path / "large.png"
+    path.write_bytes(png_bytes(width, height))
+    with pytest.raises(ImageError) as refused:
+        header_of(path, PipelineConfig(max_pixels=max_pixels))
+    assert refused.value.failure.code == "too_many_pixels"
+    assert str(path) in refused.value.failure.message
+    assert "max_pixels" in refused.value.failure.message
+
+
+def test_oversized_png_with_pixel_data_is_refused_without_decoding_it(tmp_path):
+    path = tmp_path / "bomb.png"
+    width = height = 3000
+    path.write_bytes(png_bytes(width, height, pixels=bytes((width + 1) * height)))
+    allocated_before = pillow_images_allocated()
+    with pytest.raises(ImageError) as refused:
+        header_of(path, PipelineConfig(max_pixels=1_000_000))
+    assert refused.value.failure.code == "too_many_pixels"
+    assert pillow_images_allocated() == allocated_before
+
+
+def test_max_pixels_above_pillows_bomb_limit_is_honoured(tmp_path):
+    path = tmp_path / "panorama.png"
+    path.write_bytes(png_bytes(15_000, 15_000))  # 225 MP
+    header = header_of(path, PipelineConfig(max_pixels=300_000_000))
+    assert (header.width, header.height) == (15_000, 15_000)
+
+
+def header_or_failure(path: Path) -> ImageHeader | Failure:
+    try:
+        return header_of(path)
+    except ImageError as refused:
+        return refused.failure
+
+
+@pytest.mark.parametrize("kept_bytes", [100, 200, 300, 500, 800, 2000, 8000])
+def test_jpeg_cut_early_gives_a_typed_failure_or_a_clean_header(tmp_path, kept_bytes):
+    path = tmp_path / "partial_download.jpg"
+    path.write_bytes(jpeg_bytes()[:kept_bytes])
+    outcome = header_or_failure(path)
+    if isinstance(outcome, ImageHeader):
+        assert (outcome.format, outcome.width, outcome.height) == ("JPEG", 640, 480)
+    else:
+        assert outcome.step == "validate"
+        assert outcome.code in ("truncated", "decode_error")
+        assert str(path) in outcome.message
+
+
+def test_jpeg_cut_inside_its_header_is_reported_as_truncated(tmp_path):
+    path = tmp_path / "partial_download.jpg"
+    path.write_bytes(jpeg_bytes()[:300])
+    with pytest.raises(ImageError) as refused:
+        header_of(path)
+    assert refused.value.failure.code == "truncated"
+
+
+@pytest.mark.parametrize(
+    ("head", "description"),
+    [
+        pytest.param(b"%PDF-1.4\n", "a PDF document", id="pdf"),
+        pytest.param(b"\x89PNG\r\n\x1a\n", "a PNG image", id="png"),
+        pytest.param(b"\xff\xd8\xff\xe0\x00\x10JFIF", "a JPEG image", id="jpeg"),
+        pytest.param(b"II*\x00\x08\x00\x00\x00", "a TIFF image", id="tiff-little-endian"),
+        pytest.param(b"MM\x00*\x00\x00\x00\x08", "a TIFF image", id="tiff-big-endian"),
+        pytest.param(b"\x1f\x8b\x08\x00", "a gzip archive", id="gzip"),
+        pytest.param(b"\xff\x4f\xff\x51\x00\x2f", "a JPEG 2000 codestream", id="jpeg2000"),
+        pytest.param(b"\x00\x00\x00\x18ftypmif1", "a HEIF image", id="heif-mif1"),
+        pytest.param(b"  \n<HTML><body>", "an HTML page", id="html-after-whitespace"),
+        pytest.param(b'<?xml version="1.0"?>', "an XML/SVG document", id="xml"),
+        pytest.param(b"<svg width='1'>", "an XML/SVG document", id="svg"),
+        pytest.param(b"#!/usr/bin/env python\n", "a script", id="script"),
+    ],
+)
+def test_describe_start_names_well_known_content(head, description):
+    assert describe_start(head) == description
+
+
+@pytest.mark.parametrize(
+    ("head", "shown"),
+    [
+        pytest.param(b"hello world", "'hello wo", id="plain-text"),
+        pytest.param(b"\x00\x01abc\x7fxyz", "'..abc.xy", id="unprintable-bytes-shown-as-dots"),
+    ],
+)
+def test_describe_start_shows_the_first_bytes_of_unknown_content(head, shown):
+    assert shown in describe_start(head)
