@@ -7,20 +7,23 @@
 """
 
 from pipeline._version import __version__
-from pipeline.api import BatchHandle, run, submit
-from pipeline.batch import BatchReport, BatchStatus
+from pipeline.api import BatchHandle, cancel, list_batches, run, status, submit
 from pipeline.config import Encoding, PipelineConfig, Size
 from pipeline.errors import (
+    BatchNotFound,
     ClusterError,
     ConfigError,
     Failure,
     InputError,
     OutputError,
+    ProgressStoreUnavailable,
     ThumbflowError,
 )
+from pipeline.report import BatchReport, BatchStatus
 
 __all__ = [
     "BatchHandle",
+    "BatchNotFound",
     "BatchReport",
     "BatchStatus",
     "ClusterError",
@@ -30,9 +33,13 @@ __all__ = [
     "InputError",
     "OutputError",
     "PipelineConfig",
+    "ProgressStoreUnavailable",
     "Size",
     "ThumbflowError",
     "__version__",
+    "cancel",
+    "list_batches",
     "run",
+    "status",
     "submit",
 ]

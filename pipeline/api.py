@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
+import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import cast, get_args
 
 from distributed import Client
 
-from pipeline.batch import BatchReport, BatchRun, BatchStatus
+from pipeline.batch import BatchRun
 from pipeline.cluster import Connection, connect
 from pipeline.config import PipelineConfig
-from pipeline.errors import ClusterError
+from pipeline.errors import ClusterError, ConfigError, ProgressStoreUnavailable
 from pipeline.inputs import expand_inputs
 from pipeline.manifest import manifest_path
+from pipeline.progress import DEFAULT_TTL_S, RedisProgress
+from pipeline.redis_store import RedisStore, StoredBatch
+from pipeline.report import BatchReport, BatchState, BatchStatus
 from pipeline.storage import OutputRoot
 
 PathOrUrl = str | os.PathLike[str]
+REDIS_URL_VARIABLE = "THUMBFLOW_REDIS_URL"
+
+
+class ProgressStoreWarning(UserWarning):
+    """Redis was configured but could not be reached; the batch runs without it for now."""
 
 
 def new_batch_id() -> str:
@@ -91,6 +102,9 @@ def submit(
     client: Client | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    redis_url: str | None = None,
+    require_redis: bool = False,
+    redis_ttl_s: float = DEFAULT_TTL_S,
 ) -> BatchHandle:
     """Start a batch and return its handle at once.
 
@@ -98,26 +112,38 @@ def submit(
     else on the scheduler at ``scheduler``, else on a new LocalCluster of ``workers`` processes
     (one per core by default) that closes when the batch ends. Bad inputs and an unwritable
     output raise here, before any work is submitted.
+
+    With ``redis_url`` (or ``THUMBFLOW_REDIS_URL``), progress is recorded in Redis for
+    ``status``, ``watch``, ``list`` and ``cancel`` from any process; its keys expire
+    ``redis_ttl_s`` after the batch ends. An unreachable Redis only warns (the batch runs and
+    the store catches up if it comes back) unless ``require_redis`` is set.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     files = expand_inputs(inputs)
     root = OutputRoot(os.fspath(output))
     root.check_writable()
+    batch_id = new_batch_id()
+    store = _progress_store(redis_url, required=require_redis)
     connection = connect(client=client, scheduler=scheduler, workers=workers)
     try:
         _require_workers(connection)
         run = BatchRun(
-            batch_id=new_batch_id(),
+            batch_id=batch_id,
             inputs=files,
             config=config or PipelineConfig(),
             root=root,
             connection=connection,
         )
+        if store is not None:
+            run.progress = RedisProgress(
+                store, batch_id, ttl_s=redis_ttl_s, on_cancel_request=run.cancel
+            )
     except BaseException:
         connection.close()
         raise
     run.start()
+    _this_process[batch_id] = run
     return BatchHandle(run)
 
 
@@ -129,12 +155,99 @@ def run(
     client: Client | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    redis_url: str | None = None,
+    require_redis: bool = False,
+    redis_ttl_s: float = DEFAULT_TTL_S,
 ) -> BatchReport:
     """``submit(...)`` and wait for the report."""
     handle = submit(
-        inputs, output, config=config, client=client, scheduler=scheduler, workers=workers
+        inputs,
+        output,
+        config=config,
+        client=client,
+        scheduler=scheduler,
+        workers=workers,
+        redis_url=redis_url,
+        require_redis=require_redis,
+        redis_ttl_s=redis_ttl_s,
     )
     return handle.result()
+
+
+# Batches submitted by this process, so status and cancel by id work here without Redis.
+_this_process: weakref.WeakValueDictionary[str, BatchRun] = weakref.WeakValueDictionary()
+
+
+def _redis_url(redis_url: str | None) -> str | None:
+    return redis_url or os.environ.get(REDIS_URL_VARIABLE) or None
+
+
+def _progress_store(redis_url: str | None, *, required: bool) -> RedisStore | None:
+    url = _redis_url(redis_url)
+    if url is None:
+        if required:
+            raise ConfigError(f"require_redis needs redis_url= or ${REDIS_URL_VARIABLE}")
+        return None
+    store = RedisStore(url)
+    try:
+        store.ping()
+    except ProgressStoreUnavailable as error:
+        if required:
+            raise
+        warnings.warn(
+            f"{error}; the batch runs anyway and its progress is written if Redis comes back",
+            ProgressStoreWarning,
+            stacklevel=3,
+        )
+    return store
+
+
+def _store_for(redis_url: str | None) -> RedisStore:
+    url = _redis_url(redis_url)
+    if url is None:
+        raise ConfigError(
+            "that batch was not submitted by this process: give redis_url= or set "
+            f"${REDIS_URL_VARIABLE} to read it from the progress store"
+        )
+    return RedisStore(url)
+
+
+def status(batch_id: str, *, redis_url: str | None = None) -> BatchStatus:
+    """The status of any batch: from this process if it submitted it, else from Redis.
+    Raises ``BatchNotFound`` or ``ProgressStoreUnavailable`` (both ``ThumbflowError``)."""
+    if (local := _this_process.get(batch_id)) is not None:
+        return local.status()
+    return status_from_store(_store_for(redis_url).batch(batch_id))
+
+
+def cancel(batch_id: str, *, redis_url: str | None = None) -> BatchStatus:
+    """Cancel any batch by id. Here, the batch's own handle cancels it; in another process the
+    request goes through Redis and the submitting process cancels within about a second.
+    Returns the status as it stood when the request was made."""
+    if (local := _this_process.get(batch_id)) is not None:
+        local.cancel()
+        local.wait(timeout=30)
+        return local.status()
+    return status_from_store(_store_for(redis_url).request_cancel(batch_id))
+
+
+def list_batches(*, redis_url: str | None = None, limit: int = 20) -> list[BatchStatus]:
+    """Recent batches recorded in Redis, newest first."""
+    return [status_from_store(stored) for stored in _store_for(redis_url).recent(limit)]
+
+
+def status_from_store(stored: StoredBatch) -> BatchStatus:
+    state = stored.state if stored.state in get_args(BatchState) else "running"
+    return BatchStatus(
+        stored.batch_id,
+        cast(BatchState, state),
+        stored.count("total"),
+        stored.count("ok"),
+        stored.count("duplicate"),
+        stored.count("failed"),
+        stored.count("cancelled"),
+        stored.elapsed_s,
+    )
 
 
 def _require_workers(connection: Connection, timeout: float = 30.0) -> None:

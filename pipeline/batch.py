@@ -11,13 +11,17 @@ cancel, since cancelling a held upstream future trips the scheduler (DESIGN.md).
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import os
+import socket
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from distributed import Future, as_completed
 
@@ -27,67 +31,15 @@ from pipeline.dedup import DuplicateTracker
 from pipeline.errors import ClusterError, Failure, ThumbflowError
 from pipeline.graph import BatchGraph, plan_chunks
 from pipeline.inputs import InputFile
-from pipeline.manifest import ManifestWriter
-from pipeline.metrics import StepTiming, TimingCollector
+from pipeline.manifest import ManifestWriter, summary_path
+from pipeline.metrics import TimingCollector
+from pipeline.progress import RedisProgress, summary_fields
 from pipeline.records import ImageResult, Status
+from pipeline.report import BatchReport, BatchState, BatchStatus
 from pipeline.storage import OutputRoot
 from pipeline.tasks import ImageWork
 
 logger = logging.getLogger(__name__)
-
-BatchState = Literal["running", "done", "cancelled", "failed"]
-
-
-@dataclass(frozen=True)
-class BatchStatus:
-    """Counts so far. ``ok + duplicate + failed + cancelled + pending == total`` at every moment."""
-
-    batch_id: str
-    state: BatchState
-    total: int
-    ok: int
-    duplicate: int
-    failed: int
-    cancelled: int
-    elapsed_s: float
-
-    @property
-    def pending(self) -> int:
-        return self.total - self.ok - self.duplicate - self.failed - self.cancelled
-
-    @property
-    def finished(self) -> bool:
-        return self.state != "running"
-
-    @property
-    def images_per_s(self) -> float:
-        handled = self.ok + self.duplicate + self.failed
-        return handled / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "state": self.state,
-            "total": self.total,
-            "ok": self.ok,
-            "duplicate": self.duplicate,
-            "failed": self.failed,
-            "cancelled": self.cancelled,
-            "pending": self.pending,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "images_per_s": round(self.images_per_s, 3),
-        }
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    """What a finished batch did and where to find it."""
-
-    status: BatchStatus
-    manifest: str
-    output: str
-    failures_by_code: dict[str, int] = field(default_factory=dict)
-    timings: dict[str, StepTiming] = field(default_factory=dict)
 
 
 def _chunk_of(key: Any) -> tuple[str, int]:
@@ -107,8 +59,10 @@ class BatchRun:
         config: PipelineConfig,
         root: OutputRoot,
         connection: Connection,
+        progress: RedisProgress | None = None,
     ) -> None:
         self.batch_id = batch_id
+        self.progress = progress
         self.inputs = inputs
         self.config = config
         self.root = root
@@ -136,6 +90,17 @@ class BatchRun:
     # -- control, from any thread ------------------------------------------------------------
 
     def start(self) -> None:
+        if self.progress is not None:
+            self.progress.start(
+                {
+                    "total": len(self.inputs),
+                    "output": self.root.url,
+                    "manifest": self._manifest.path,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                }
+            )
+        _running.add(self)
         self._thread.start()
 
     def status(self) -> BatchStatus:
@@ -168,8 +133,12 @@ class BatchRun:
         return self._finished.wait(timeout)
 
     def report(self) -> BatchReport:
+        """The summary; raises the batch's infrastructure error if it stopped on one."""
         if self._error is not None:
             raise self._error
+        return self._summary()
+
+    def _summary(self) -> BatchReport:
         return BatchReport(
             status=self.status(),
             manifest=self._manifest.path,
@@ -182,6 +151,8 @@ class BatchRun:
 
     def _run(self) -> None:
         try:
+            if self.progress is not None:
+                self.progress.state("running", started_at=time.time())
             self._drive()
         except BaseException as error:
             logger.exception("batch %s stopped", self.batch_id)
@@ -326,6 +297,8 @@ class BatchRun:
         if result.status == "failed" and result.failure is not None:
             self._failure_codes[result.failure.code] += 1
         self._timings.add(result.timings_ms)
+        if self.progress is not None:
+            self.progress.image(result)
         for duplicate in self._duplicates.settle(result):
             self._record(duplicate)
 
@@ -337,14 +310,48 @@ class BatchRun:
         except Exception as error:
             logger.exception("batch %s: could not finish the manifest", self.batch_id)
             self._error = self._error or error
+        with self._lock:
+            self._elapsed = time.monotonic() - self._started
+            if self._error is not None:
+                self._state = "failed"
+            elif self._cancel_requested:
+                self._state = "cancelled"
+            else:
+                self._state = "done"
+        try:
+            self._publish_summary()
         finally:
-            with self._lock:
-                self._elapsed = time.monotonic() - self._started
-                if self._error is not None:
-                    self._state = "failed"
-                elif self._cancel_requested:
-                    self._state = "cancelled"
-                else:
-                    self._state = "done"
             self.connection.close()
+            _running.discard(self)
             self._finished.set()
+
+    def _publish_summary(self) -> None:
+        """The report beside the manifest, and the final state in the progress store."""
+        summary = self._summary().to_json()
+        if self._error is not None:
+            summary["error"] = str(self._error)
+        try:
+            self.root.write_atomic(summary_path(self.batch_id), json.dumps(summary).encode())
+        except OSError as error:
+            logger.warning("batch %s: could not write its summary: %s", self.batch_id, error)
+        if self.progress is not None:
+            fields = summary_fields(summary)
+            if self._error is not None:
+                fields["error"] = str(self._error)
+            self.progress.state(self._state, **fields)
+            self.progress.close(timeout_s=PROGRESS_FLUSH_S)
+
+
+# How long the end of a batch waits for the progress store to take its final state.
+PROGRESS_FLUSH_S = 10.0
+
+_running: weakref.WeakSet[BatchRun] = weakref.WeakSet()
+
+
+@atexit.register
+def _cancel_running_batches() -> None:
+    """At interpreter exit, cancel what still runs so the manifest is completed, temporary
+    files are gone and an owned LocalCluster is closed, instead of threads dying mid-write."""
+    for run in list(_running):
+        run.cancel()
+        run.wait(timeout=15)

@@ -2,31 +2,47 @@
 
 Exit codes: 0 every input was handled (some may have failed, see the summary), 1 some images
 failed and ``--strict`` was given, 2 usage or configuration error, 3 infrastructure error
-(inputs missing, output not writable, cluster unreachable), 130 interrupted (batch cancelled).
+(inputs missing, output not writable, cluster or progress store unreachable, unknown batch),
+130 interrupted (the batch was cancelled).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from pipeline import api
 from pipeline._version import __version__
-from pipeline.batch import BatchReport, BatchStatus
 from pipeline.config import DEFAULT_ENCODINGS, DEFAULT_SIZES, Encoding, PipelineConfig, Size
 from pipeline.errors import ConfigError, ThumbflowError
+from pipeline.progress import DEFAULT_TTL_S
+from pipeline.redis_store import RedisStore, redact
+from pipeline.report import BatchReport, BatchStatus
 
 EXIT_OK, EXIT_FAILED_IMAGES, EXIT_USAGE, EXIT_INFRASTRUCTURE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+def _add_redis_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get(api.REDIS_URL_VARIABLE),
+        help=f"progress store, redis:// or rediss:// (default: ${api.REDIS_URL_VARIABLE})",
+    )
+
+
 def _add_batch_options(parser: argparse.ArgumentParser) -> None:
-    sizes = ", ".join(f"{s.name}={s.width}x{s.height}" for s in DEFAULT_SIZES)
+    sizes = " ".join(f"{s.name}={s.width}x{s.height}" for s in DEFAULT_SIZES)
     parser.add_argument(
         "--size",
         action="append",
@@ -46,6 +62,17 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=float, help="refuse images above this many megapixels")
     parser.add_argument("--workers", type=int, help="local worker processes (default: cores)")
     parser.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://host:8786")
+    _add_redis_option(parser)
+    parser.add_argument(
+        "--require-redis", action="store_true", help="fail if the progress store is unreachable"
+    )
+    parser.add_argument(
+        "--redis-ttl",
+        type=float,
+        default=DEFAULT_TTL_S,
+        metavar="SECONDS",
+        help="keep a finished batch's progress this long (default: 7 days)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 if any image failed"
@@ -71,6 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--images", help="process this folder instead of generated samples")
     demo.add_argument("--count", type=int, default=12, help="how many sample photos to make")
     _add_batch_options(demo)
+
+    status = commands.add_parser("status", help="a batch's counts, from the progress store")
+    status.add_argument("batch_id")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_redis_option(status)
+
+    watch = commands.add_parser("watch", help="follow a running batch with a progress bar")
+    watch.add_argument("batch_id")
+    _add_redis_option(watch)
+
+    listing = commands.add_parser("list", help="recent batches in the progress store")
+    listing.add_argument("--limit", type=int, default=20)
+    _add_redis_option(listing)
+
+    cancel = commands.add_parser("cancel", help="cancel a batch running anywhere")
+    cancel.add_argument("batch_id")
+    cancel.add_argument("--no-wait", action="store_true", help="do not wait for it to settle")
+    _add_redis_option(cancel)
     return parser
 
 
@@ -94,32 +139,46 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(sizes=sizes, encodings=encodings)
 
 
+def _status_line(status: BatchStatus) -> str:
+    return (
+        f"{status.batch_id} {status.state}: ok {status.ok} · duplicate {status.duplicate} · "
+        f"failed {status.failed} · cancelled {status.cancelled} · pending {status.pending} "
+        f"of {status.total}"
+    )
+
+
+def _progress_bar(total: int, batch_id: str, show: bool) -> tqdm[Any]:
+    return tqdm(
+        total=total, unit="img", disable=not show, dynamic_ncols=True, desc=f"batch {batch_id}"
+    )
+
+
+def _show(bar: tqdm[Any], status: BatchStatus) -> None:
+    bar.n = status.total - status.pending
+    bar.set_postfix(
+        ok=status.ok, dup=status.duplicate, failed=status.failed, cancelled=status.cancelled,
+        refresh=False,
+    )  # fmt: skip
+    bar.refresh()
+
+
 def _follow(handle: api.BatchHandle, show_progress: bool) -> BatchReport:
-    """Wait for the batch with a progress bar; Ctrl-C cancels it cleanly."""
-    status = handle.status()
-    with tqdm(
-        total=status.total,
-        unit="img",
-        disable=not show_progress,
-        dynamic_ncols=True,
-        desc=f"batch {handle.batch_id}",
-    ) as bar:
+    """Wait for the batch with a progress bar."""
+    with _progress_bar(handle.status().total, handle.batch_id, show_progress) as bar:
         while True:
             status = handle.status()
-            bar.n = status.total - status.pending
-            bar.set_postfix(ok=status.ok, dup=status.duplicate, failed=status.failed, refresh=False)
-            bar.refresh()
+            _show(bar, status)
             if status.finished:
                 break
             time.sleep(0.2)
     return handle.result()
 
 
-def _summary(report: BatchReport, workers_note: str) -> str:
+def _summary(report: BatchReport) -> str:
     status: BatchStatus = report.status
     lines = [
         f"thumbflow: {status.total} inputs in {status.elapsed_s:.1f} s "
-        f"({status.images_per_s:.1f} images/s){workers_note}",
+        f"({status.images_per_s:.1f} images/s), batch {status.batch_id} {status.state}",
         f"  ok {status.ok} · duplicate {status.duplicate} · failed {status.failed}"
         f" · cancelled {status.cancelled}",
     ]
@@ -133,22 +192,31 @@ def _summary(report: BatchReport, workers_note: str) -> str:
 
 def _run_batch(args: argparse.Namespace, inputs: Sequence[str]) -> int:
     config = config_from(args)
-    handle = api.submit(
-        inputs, args.output, config=config, scheduler=args.scheduler, workers=args.workers
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", api.ProgressStoreWarning)
+        handle = api.submit(
+            inputs,
+            args.output,
+            config=config,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            redis_url=args.redis,
+            require_redis=args.require_redis,
+            redis_ttl_s=args.redis_ttl,
+        )
+    for warning in caught:
+        print(f"thumbflow: warning: {warning.message}", file=sys.stderr)
     print(f"thumbflow: batch {handle.batch_id}, dashboard {handle.dashboard_link}", file=sys.stderr)
+    if args.redis:
+        print(f"thumbflow: progress in {redact(args.redis)}", file=sys.stderr)
     try:
         report = _follow(handle, show_progress=not args.no_progress)
     except KeyboardInterrupt:
         print("\nthumbflow: interrupted, cancelling the batch…", file=sys.stderr)
         final = handle.cancel()
-        print(
-            f"thumbflow: batch {handle.batch_id} {final.state}: {final.ok} ok, "
-            f"{final.cancelled} cancelled; manifest {handle.manifest}",
-            file=sys.stderr,
-        )
+        print(f"thumbflow: {_status_line(final)}; manifest {handle.manifest}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(_summary(report, f" on {args.workers} workers" if args.workers else ""))
+    print(_summary(report))
     if args.strict and report.status.failed:
         return EXIT_FAILED_IMAGES
     return EXIT_OK
@@ -171,6 +239,80 @@ def _demo(args: argparse.Namespace) -> int:
     return _run_batch(args, inputs)
 
 
+def _store(args: argparse.Namespace) -> RedisStore:
+    if not args.redis:
+        raise ConfigError(f"give --redis URL or set ${api.REDIS_URL_VARIABLE}")
+    return RedisStore(args.redis)
+
+
+def _status(args: argparse.Namespace) -> int:
+    stored = _store(args).batch(args.batch_id)
+    status = api.status_from_store(stored)
+    if args.json:
+        print(json.dumps({**stored.fields, **status.to_json()}, sort_keys=True))
+    else:
+        print(_status_line(status))
+        if manifest := stored.fields.get("manifest"):
+            print(f"  manifest: {manifest}")
+        if failures := json.loads(stored.fields.get("failures_by_code") or "{}"):
+            print("  failures by code: " + ", ".join(f"{c} {n}" for c, n in failures.items()))
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """A live bar fed by the batch's event stream; counts are re-read from the batch hash, so
+    the bar shows the same exact numbers as ``status``."""
+    store = _store(args)
+    status = api.status_from_store(store.batch(args.batch_id))
+    with _progress_bar(status.total, args.batch_id, show=True) as bar:
+        _show(bar, status)
+        if not status.finished:
+            for _ in store.follow(args.batch_id):
+                status = api.status_from_store(store.batch(args.batch_id))
+                _show(bar, status)
+                if status.finished:
+                    break
+    print(_status_line(status))
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    batches = api.list_batches(redis_url=args.redis, limit=args.limit)
+    if not batches:
+        print("no batches in the progress store")
+    for status in batches:
+        print(f"{_status_line(status)} · {status.images_per_s:.1f} images/s")
+    return EXIT_OK
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    store = _store(args)
+    before = api.status_from_store(store.request_cancel(args.batch_id))
+    if before.finished:
+        print(f"thumbflow: batch already ended: {_status_line(before)}")
+        return EXIT_OK
+    print(f"thumbflow: cancel requested for {args.batch_id}", file=sys.stderr)
+    if args.no_wait:
+        return EXIT_OK
+    deadline = time.monotonic() + 60
+    status = before
+    while not status.finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = api.status_from_store(store.batch(args.batch_id))
+    print(_status_line(status))
+    return EXIT_OK if status.finished else EXIT_INFRASTRUCTURE
+
+
+COMMANDS = {
+    "run": lambda args: _run_batch(args, args.inputs),
+    "demo": _demo,
+    "status": _status,
+    "watch": _watch,
+    "list": _list,
+    "cancel": _cancel,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -178,12 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        if args.command == "run":
-            return _run_batch(args, args.inputs)
-        elif args.command == "demo":
-            return _demo(args)
-        else:
-            raise AssertionError(f"unknown command {args.command!r}")
+        return int(COMMANDS[args.command](args))
     except ConfigError as error:
         print(f"thumbflow: {error}", file=sys.stderr)
         return EXIT_USAGE

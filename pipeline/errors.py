@@ -6,7 +6,9 @@ Infrastructure and usage problems are exceptions; they stop a batch before (or w
     ├── ConfigError          a setting is out of range or malformed (also a ValueError)
     ├── InputError           an input path does not exist or holds no files
     ├── OutputError          the output root cannot be created or written
-    └── ClusterError         the scheduler cannot be reached or the cluster cannot run thumbflow
+    ├── ClusterError         the scheduler cannot be reached or the cluster cannot run thumbflow
+    ├── ProgressStoreUnavailable   Redis cannot be reached (status, cancel, require_redis)
+    └── BatchNotFound        no batch with that id (never existed, or its records expired)
 
 A problem with one image is a ``Failure`` *value*: it travels through the graph like a result, is
 written to the manifest, and never stops the rest of the batch. Its ``code`` is stable and meant
@@ -37,6 +39,14 @@ class OutputError(ThumbflowError):
 
 class ClusterError(ThumbflowError):
     """The scheduler cannot be reached, or the cluster cannot run this version of thumbflow."""
+
+
+class ProgressStoreUnavailable(ThumbflowError):
+    """Redis could not be reached (or answered with an error)."""
+
+
+class BatchNotFound(ThumbflowError):
+    """No batch with that id in this process or the progress store."""
 
 
 Step = Literal["hash", "validate", "resize", "encode"]

@@ -19,6 +19,11 @@ def manifest_path(batch_id: str) -> str:
     return f"manifests/{batch_id}.jsonl"
 
 
+def summary_path(batch_id: str) -> str:
+    """The batch's report (counts, failures by code, per-step timings) beside its manifest."""
+    return f"manifests/{batch_id}.summary.json"
+
+
 class ManifestWriter:
     """Appends rows for one batch; ``close`` makes the manifest appear, complete, at its path."""
 

@@ -1,0 +1,255 @@
+"""Batch progress in Redis: written by the submitting process, readable from anywhere.
+
+Key schema (``{id}`` is the batch id; every value is a string or JSON, never a pickle)::
+
+    thumbflow:batches                  sorted set: batch id → creation time (for `thumbflow list`)
+    thumbflow:batch:{id}               hash: state, total, ok, duplicate, failed, cancelled,
+                                       created_at, started_at, finished_at (unix seconds),
+                                       images_per_s, output, manifest, cancel_requested,
+                                       failures_by_code (JSON), timings (JSON), error
+    thumbflow:batch:{id}:images        hash: input index → {"status", "source", "code"} (JSON)
+    thumbflow:batch:{id}:events        stream (capped): one entry per image outcome
+                                       {index, status, code} and per state change {state}
+
+Counts are derived from per-image records: one Lua script sets an image's entry only if it has
+none and bumps the matching counter in the same step, so a task that Dask re-runs after a worker
+died can never count twice. The three per-batch keys expire ``ttl`` seconds after the batch ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from pipeline.errors import BatchNotFound, ProgressStoreUnavailable
+
+INDEX_KEY = "thumbflow:batches"
+EVENTS_MAXLEN = 10_000
+FINAL_STATES = ("done", "cancelled", "failed")
+COUNTERS = ("ok", "duplicate", "failed", "cancelled")
+
+# KEYS: batch hash, images hash, events stream. ARGV: index, status, image JSON, code, maxlen.
+_RECORD_IMAGE = """
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+             'index', ARGV[1], 'status', ARGV[2], 'code', ARGV[4])
+  return 1
+end
+return 0
+"""
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced, safe for logs, errors and reprs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def batch_key(batch_id: str) -> str:
+    return f"thumbflow:batch:{batch_id}"
+
+
+def images_key(batch_id: str) -> str:
+    return f"{batch_key(batch_id)}:images"
+
+
+def events_key(batch_id: str) -> str:
+    return f"{batch_key(batch_id)}:events"
+
+
+def connect(url: str) -> redis.Redis:
+    """A client with short timeouts: progress must never stall the batch it describes."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=10,
+    )
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A batch as the progress store describes it."""
+
+    batch_id: str
+    fields: dict[str, str]
+
+    def number(self, name: str) -> float:
+        value = self.fields.get(name)
+        return float(value) if value not in (None, "") else 0.0
+
+    def count(self, name: str) -> int:
+        return int(self.number(name))
+
+    @property
+    def state(self) -> str:
+        return self.fields.get("state", "unknown")
+
+    @property
+    def elapsed_s(self) -> float:
+        started = self.number("started_at") or self.number("created_at")
+        finished = self.number("finished_at") or time.time()
+        return max(0.0, finished - started)
+
+
+class RedisStore:
+    """Reads and writes batch records; every Redis error surfaces as ``ProgressStoreUnavailable``
+    with the URL's password redacted."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client = connect(url)
+        self._record = self._client.register_script(_RECORD_IMAGE)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({redact(self.url)!r})"
+
+    def _unavailable(self, error: Exception) -> ProgressStoreUnavailable:
+        return ProgressStoreUnavailable(
+            f"progress store unavailable at {redact(self.url)} ({type(error).__name__}: {error})"
+        )
+
+    def ping(self) -> None:
+        try:
+            self._client.ping()
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+
+    # -- writing (the submitting process) ---------------------------------------------------
+
+    def create(self, batch_id: str, fields: dict[str, Any]) -> None:
+        created = float(fields.get("created_at", time.time()))
+        try:
+            with self._client.pipeline() as pipe:
+                pipe.hset(batch_key(batch_id), mapping={k: str(v) for k, v in fields.items()})
+                pipe.hsetnx(batch_key(batch_id), "cancel_requested", "0")
+                for counter in COUNTERS:
+                    pipe.hsetnx(batch_key(batch_id), counter, "0")
+                pipe.zadd(INDEX_KEY, {batch_id: created})
+                pipe.execute()
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+
+    def record_images(self, batch_id: str, rows: list[tuple[int, str, str, str]]) -> int:
+        """Record ``(index, status, source, code)`` outcomes; returns how many were new."""
+        keys = [batch_key(batch_id), images_key(batch_id), events_key(batch_id)]
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for index, status, source, code in rows:
+                    image = json.dumps({"status": status, "source": source, "code": code})
+                    self._record(
+                        keys=keys,
+                        args=[index, status, image, code, EVENTS_MAXLEN],
+                        client=pipe,
+                    )
+                return sum(int(new) for new in pipe.execute())
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+
+    def set_state(self, batch_id: str, state: str, fields: dict[str, Any], ttl_s: float) -> None:
+        """Move the batch to ``state``; a final state starts the expiry clock on its keys."""
+        try:
+            with self._client.pipeline() as pipe:
+                mapping: dict[Any, Any] = {"state": state}
+                mapping.update((k, str(v)) for k, v in fields.items())
+                pipe.hset(batch_key(batch_id), mapping=mapping)
+                pipe.xadd(
+                    events_key(batch_id), {"state": state}, maxlen=EVENTS_MAXLEN, approximate=True
+                )
+                if state in FINAL_STATES:
+                    for key in (batch_key(batch_id), images_key(batch_id), events_key(batch_id)):
+                        pipe.expire(key, max(1, int(ttl_s)))
+                pipe.execute()
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+
+    # -- reading and requests (any process) -------------------------------------------------
+
+    def batch(self, batch_id: str) -> StoredBatch:
+        try:
+            fields = cast(dict[str, str], self._client.hgetall(batch_key(batch_id)))
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+        if not fields:
+            raise BatchNotFound(f"no batch {batch_id!r} in {redact(self.url)} (or it expired)")
+        return StoredBatch(batch_id, fields)
+
+    def cancel_requested(self, batch_id: str) -> bool:
+        try:
+            return self._client.hget(batch_key(batch_id), "cancel_requested") == "1"
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+
+    def request_cancel(self, batch_id: str) -> StoredBatch:
+        """Ask the process running the batch to cancel it; it notices within a fraction of a
+        second. Returns the batch as it stood."""
+        stored = self.batch(batch_id)
+        try:
+            self._client.hset(batch_key(batch_id), "cancel_requested", "1")
+            self._client.xadd(
+                events_key(batch_id), {"request": "cancel"}, maxlen=EVENTS_MAXLEN, approximate=True
+            )
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+        return stored
+
+    def recent(self, limit: int = 20) -> list[StoredBatch]:
+        """Newest first; ids whose keys have expired are dropped from the index as we go."""
+        try:
+            ids = cast(list[str], self._client.zrevrange(INDEX_KEY, 0, max(0, limit * 2)))
+            found = []
+            for batch_id in ids:
+                fields = cast(dict[str, str], self._client.hgetall(batch_key(batch_id)))
+                if fields:
+                    found.append(StoredBatch(batch_id, fields))
+                else:
+                    self._client.zrem(INDEX_KEY, batch_id)
+            return found[:limit]
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+
+    def follow(self, batch_id: str, block_ms: int = 500) -> Iterator[list[dict[str, str]]]:
+        """The batch's events from now on, a list per wait of at most ``block_ms`` (empty when
+        nothing happened, so a watcher can refresh); ends after a final state or if the batch's
+        keys have expired."""
+        key = events_key(batch_id)
+        try:
+            last = cast(list[tuple[str, dict[str, str]]], self._client.xrevrange(key, count=1))
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
+        after = last[0][0] if last else "0-0"
+        while True:
+            try:
+                answer = self._client.xread({key: after}, block=block_ms, count=1000)
+            except redis.RedisError as error:
+                raise self._unavailable(error) from error
+            events: list[dict[str, str]] = []
+            for _, entries in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], answer):
+                for entry_id, event in entries:
+                    after = entry_id
+                    events.append(event)
+            yield events
+            if any(event.get("state") in FINAL_STATES for event in events):
+                return
+            if not events and not self._exists(batch_id):
+                return
+
+    def _exists(self, batch_id: str) -> bool:
+        try:
+            return bool(self._client.exists(batch_key(batch_id)))
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
