@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.errors import ProgressStoreUnavailable
 from pipeline.records import ImageResult
-from pipeline.redis_store import RedisStore, redact
+from pipeline.redis_store import BatchRecordLost, RedisStore, redact
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ class RedisProgress:
         self._closing = threading.Event()
         self._drained = threading.Event()
         self._cancel_relayed = False
+        # What has been sent, to replay if Redis loses the batch: a restart without
+        # persistence (as CI's and many caches run) must not leave counts short.
+        self._created: dict[str, Any] = {}
+        self._last_state: _StateChange | None = None
+        self._sent: list[tuple[int, str, str, str]] = []
         self._thread = threading.Thread(
             target=self._deliver, name=f"thumbflow-redis-{batch_id}", daemon=True
         )
@@ -74,7 +79,9 @@ class RedisProgress:
 
     def image(self, result: ImageResult) -> None:
         code = result.failure.code if result.failure else ""
-        self._queue.put((result.index, result.status, result.source, code))
+        row = (result.index, result.status, result.source, code)
+        self._sent.append(row)
+        self._queue.put(row)
 
     def close(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for everything queued to reach Redis. If it has not, the
@@ -105,7 +112,12 @@ class RedisProgress:
                 self._poll_cancel()
                 continue
             try:
-                pending = self._write(pending)
+                try:
+                    pending = self._write(pending)
+                except BatchRecordLost:
+                    logger.warning("batch %s: Redis lost its record; rewriting it", self.batch_id)
+                    self._replay()
+                    continue
                 if outage_reported:
                     logger.warning("batch %s: progress store is back", self.batch_id)
                     outage_reported = False
@@ -136,9 +148,11 @@ class RedisProgress:
             if isinstance(pending[0], _StateChange):
                 change = pending[0]
                 if change.state == "queued":
-                    self.store.create(self.batch_id, {"state": "queued", **change.fields})
+                    self._created = {"state": "queued", **change.fields}
+                    self.store.create(self.batch_id, self._created)
                 else:
                     self.store.set_state(self.batch_id, change.state, change.fields, self.ttl_s)
+                    self._last_state = change
                 pending = pending[1:]
                 continue
             run = 0
@@ -148,6 +162,16 @@ class RedisProgress:
             self.store.record_images(self.batch_id, rows)
             pending = pending[run:]
         return pending
+
+    def _replay(self) -> None:
+        """Recreate the batch record and every outcome sent so far (idempotent as ever)."""
+        self.store.create(self.batch_id, self._created)
+        if self._last_state is not None:
+            change = self._last_state
+            self.store.set_state(self.batch_id, change.state, change.fields, self.ttl_s)
+        sent = list(self._sent)
+        for start in range(0, len(sent), 1000):
+            self.store.record_images(self.batch_id, sent[start : start + 1000])
 
     def _poll_cancel(self) -> None:
         if self._cancel_relayed or self._on_cancel_request is None or self._closing.is_set():

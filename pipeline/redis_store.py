@@ -35,7 +35,11 @@ FINAL_STATES = ("done", "cancelled", "failed")
 COUNTERS = ("ok", "duplicate", "failed", "cancelled")
 
 # KEYS: batch hash, images hash, events stream. ARGV: index, status, image JSON, code, maxlen.
+# -1 says the batch record is gone (a Redis restarted without persistence): the writer replays.
 _RECORD_IMAGE = """
+if redis.call('HEXISTS', KEYS[1], 'total') == 0 then
+  return -1
+end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 1 then
   redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
@@ -44,6 +48,11 @@ if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 1 then
 end
 return 0
 """
+
+
+class BatchRecordLost(Exception):
+    """The batch's hash vanished from Redis while the batch ran (a restart without persistence,
+    an eviction, a FLUSHALL): whoever writes must recreate it from what it knows."""
 
 
 def redact(url: str) -> str:
@@ -156,13 +165,18 @@ class RedisStore:
                         args=[index, status, image, code, EVENTS_MAXLEN],
                         client=pipe,
                     )
-                return sum(int(new) for new in pipe.execute())
+                answers = [int(answer) for answer in pipe.execute()]
         except redis.RedisError as error:
             raise self._unavailable(error) from error
+        if -1 in answers:
+            raise BatchRecordLost(batch_id)
+        return sum(answers)
 
     def set_state(self, batch_id: str, state: str, fields: dict[str, Any], ttl_s: float) -> None:
         """Move the batch to ``state``; a final state starts the expiry clock on its keys."""
         try:
+            if not self._client.hexists(batch_key(batch_id), "total"):
+                raise BatchRecordLost(batch_id)
             with self._client.pipeline() as pipe:
                 mapping: dict[Any, Any] = {"state": state}
                 mapping.update((k, str(v)) for k, v in fields.items())

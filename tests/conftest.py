@@ -41,3 +41,23 @@ def cluster_client() -> Iterator[Client]:
 def samples(tmp_path_factory: pytest.TempPathFactory) -> SampleSet:
     """Eight photo-like images (one EXIF-rotated, one with alpha), a duplicate, two broken files."""
     return write_samples(tmp_path_factory.mktemp("samples"), count=6)
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    from tests.redis_server import find_redis_server
+
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("redis-server is not installed and could not be installed (not root?)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_binary: str) -> Iterator[str]:
+    """A private redis-server for the whole session, on its own port."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(redis_binary).start()
+    yield server.url
+    server.stop()

@@ -10,6 +10,7 @@ import pipeline
 def test_public_names_are_pinned() -> None:
     assert pipeline.__all__ == [
         "BatchHandle",
+        "BatchNotFound",
         "BatchReport",
         "BatchStatus",
         "ClusterError",
@@ -19,17 +20,24 @@ def test_public_names_are_pinned() -> None:
         "InputError",
         "OutputError",
         "PipelineConfig",
+        "ProgressStoreUnavailable",
         "Size",
         "ThumbflowError",
         "__version__",
+        "cancel",
+        "list_batches",
         "run",
+        "status",
         "submit",
     ]
     assert pipeline.__all__ == sorted(pipeline.__all__)
 
 
 def test_entry_points_take_inputs_output_and_keyword_only_options() -> None:
-    expected = ["inputs", "output", "config", "client", "scheduler", "workers"]
+    expected = [
+        "inputs", "output", "config", "client", "scheduler", "workers",
+        "redis_url", "require_redis", "redis_ttl_s",
+    ]  # fmt: skip
     for function in (pipeline.submit, pipeline.run):
         parameters = inspect.signature(function).parameters
         assert list(parameters) == expected
@@ -43,8 +51,16 @@ def test_handle_surface() -> None:
     }  # fmt: skip
 
 
+def test_status_functions_take_an_id_and_a_keyword_only_store() -> None:
+    for function in (pipeline.status, pipeline.cancel):
+        parameters = inspect.signature(function).parameters
+        assert list(parameters) == ["batch_id", "redis_url"]
+    assert list(inspect.signature(pipeline.list_batches).parameters) == ["redis_url", "limit"]
+
+
 def test_exception_tree() -> None:
     for error in (pipeline.ConfigError, pipeline.InputError, pipeline.OutputError,
-                  pipeline.ClusterError):  # fmt: skip
+                  pipeline.ClusterError, pipeline.ProgressStoreUnavailable,
+                  pipeline.BatchNotFound):  # fmt: skip
         assert issubclass(error, pipeline.ThumbflowError)
     assert issubclass(pipeline.ConfigError, ValueError)
