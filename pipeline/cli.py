@@ -249,9 +249,11 @@ def _status(args: argparse.Namespace) -> int:
     stored = _store(args).batch(args.batch_id)
     status = api.status_from_store(stored)
     if args.json:
-        print(json.dumps({**stored.fields, **status.to_json()}, sort_keys=True))
+        print(json.dumps({**stored.fields, **status.to_json(), "stale": stored.stale}))
     else:
         print(_status_line(status))
+        if stored.stale:
+            print("  no heartbeat for over a minute: its submitting process may be gone")
         if manifest := stored.fields.get("manifest"):
             print(f"  manifest: {manifest}")
         if failures := json.loads(stored.fields.get("failures_by_code") or "{}"):

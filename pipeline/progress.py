@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 CANCEL_POLL_S = 0.25
+HEARTBEAT_S = 5.0
 _MAX_BACKOFF_S = 5.0
 
 
@@ -57,6 +58,7 @@ class RedisProgress:
         self._closing = threading.Event()
         self._drained = threading.Event()
         self._cancel_relayed = False
+        self._last_heartbeat = 0.0
         # What has been sent, to replay if Redis loses the batch: a restart without
         # persistence (as CI's and many caches run) must not leave counts short.
         self._created: dict[str, Any] = {}
@@ -174,9 +176,15 @@ class RedisProgress:
             self.store.record_images(self.batch_id, sent[start : start + 1000])
 
     def _poll_cancel(self) -> None:
-        if self._cancel_relayed or self._on_cancel_request is None or self._closing.is_set():
+        """While idle: relay a cancel request made elsewhere, and keep the heartbeat going."""
+        if self._closing.is_set():
             return
         try:
+            if time.monotonic() - self._last_heartbeat > HEARTBEAT_S:
+                self.store.heartbeat(self.batch_id)
+                self._last_heartbeat = time.monotonic()
+            if self._cancel_relayed or self._on_cancel_request is None:
+                return
             requested = self.store.cancel_requested(self.batch_id)
         except ProgressStoreUnavailable:
             return  # the write path reports outages; a missed poll is retried in 0.25 s

@@ -5,15 +5,18 @@ Key schema (``{id}`` is the batch id; every value is a string or JSON, never a p
     thumbflow:batches                  sorted set: batch id → creation time (for `thumbflow list`)
     thumbflow:batch:{id}               hash: state, total, ok, duplicate, failed, cancelled,
                                        created_at, started_at, finished_at (unix seconds),
-                                       images_per_s, output, manifest, cancel_requested,
-                                       failures_by_code (JSON), timings (JSON), error
+                                       heartbeat_at, images_per_s, output, manifest,
+                                       cancel_requested, failures_by_code (JSON),
+                                       timings (JSON), error
     thumbflow:batch:{id}:images        hash: input index → {"status", "source", "code"} (JSON)
     thumbflow:batch:{id}:events        stream (capped): one entry per image outcome
                                        {index, status, code} and per state change {state}
 
 Counts are derived from per-image records: one Lua script sets an image's entry only if it has
 none and bumps the matching counter in the same step, so a task that Dask re-runs after a worker
-died can never count twice. The three per-batch keys expire ``ttl`` seconds after the batch ends.
+died can never count twice. The three per-batch keys expire ``ttl`` seconds after the batch ends;
+while it runs, a heartbeat every few seconds renews a one-day expiry, so the record of a batch
+whose process died without a word still goes away.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from pipeline.errors import BatchNotFound, ProgressStoreUnavailable
 INDEX_KEY = "thumbflow:batches"
 EVENTS_MAXLEN = 10_000
 FINAL_STATES = ("done", "cancelled", "failed")
+RUNNING_EXPIRY_S = 24 * 3600
+# A running batch whose heartbeat is older than this has probably lost its submitting process.
+STALE_AFTER_S = 60.0
 COUNTERS = ("ok", "duplicate", "failed", "cancelled")
 
 # KEYS: batch hash, images hash, events stream. ARGV: index, status, image JSON, code, maxlen.
@@ -109,6 +115,12 @@ class StoredBatch:
         return self.fields.get("state", "unknown")
 
     @property
+    def stale(self) -> bool:
+        """Running by its record, but its process has not been heard from for a minute."""
+        beat = self.number("heartbeat_at") or self.number("started_at")
+        return self.state not in FINAL_STATES and beat > 0 and time.time() - beat > STALE_AFTER_S
+
+    @property
     def elapsed_s(self) -> float:
         started = self.number("started_at") or self.number("created_at")
         finished = self.number("finished_at") or time.time()
@@ -149,6 +161,8 @@ class RedisStore:
                 for counter in COUNTERS:
                     pipe.hsetnx(batch_key(batch_id), counter, "0")
                 pipe.zadd(INDEX_KEY, {batch_id: created})
+                for key in (batch_key(batch_id), images_key(batch_id), events_key(batch_id)):
+                    pipe.expire(key, RUNNING_EXPIRY_S)
                 pipe.execute()
         except redis.RedisError as error:
             raise self._unavailable(error) from error
@@ -171,6 +185,17 @@ class RedisStore:
         if -1 in answers:
             raise BatchRecordLost(batch_id)
         return sum(answers)
+
+    def heartbeat(self, batch_id: str) -> None:
+        """The batch's process is alive: note the time and push its records' expiry back."""
+        try:
+            with self._client.pipeline() as pipe:
+                pipe.hset(batch_key(batch_id), "heartbeat_at", str(time.time()))
+                for key in (batch_key(batch_id), images_key(batch_id), events_key(batch_id)):
+                    pipe.expire(key, RUNNING_EXPIRY_S)
+                pipe.execute()
+        except redis.RedisError as error:
+            raise self._unavailable(error) from error
 
     def set_state(self, batch_id: str, state: str, fields: dict[str, Any], ttl_s: float) -> None:
         """Move the batch to ``state``; a final state starts the expiry clock on its keys."""

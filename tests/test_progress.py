@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -259,3 +260,27 @@ def test_ctrl_c_cancels_cleanly_with_exit_130(many: Path, tmp_path: Path) -> Non
     wait_until(
         lambda: not any(child.is_running() and child.status() != "zombie" for child in children), 15
     )
+
+
+def test_interpreter_exit_mid_batch_leaves_a_complete_manifest(many: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    script = tmp_path / "leave_early.py"
+    script.write_text(
+        "import time, pipeline\n"
+        "if __name__ == '__main__':\n"
+        f"    handle = pipeline.submit([{str(many)!r}], {str(output)!r}, workers=1)\n"
+        "    while handle.status().ok < 2:\n"
+        "        time.sleep(0.05)\n"
+        "    print(handle.batch_id, flush=True)\n"  # and leave without waiting
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    (manifest,) = (output / "manifests").glob("*.jsonl")
+    counts = manifest_counts(manifest)
+    assert sum(counts.values()) == 40
+    assert counts["cancelled"] > 0
+    assert leftover_temporaries(output) == []
+    summary = json.loads(manifest.with_name(manifest.stem + ".summary.json").read_text())
+    assert summary["state"] == "cancelled"
