@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 import warnings
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import cast, get_args
+from typing import Protocol
 
-from distributed import Client
+from distributed import Client, Security, fire_and_forget
 
 from pipeline.batch import BatchRun
 from pipeline.cluster import Connection, connect
 from pipeline.config import PipelineConfig
+from pipeline.detached import DetachedJob, RemoteRun, drive_on_cluster, driver_key
 from pipeline.errors import ClusterError, ConfigError, ProgressStoreUnavailable
-from pipeline.inputs import expand_inputs
+from pipeline.inputs import InputFile, expand_inputs
 from pipeline.manifest import manifest_path
+from pipeline.preflight import check_paths_visible, check_versions
 from pipeline.progress import DEFAULT_TTL_S, RedisProgress
 from pipeline.redis_store import RedisStore, StoredBatch
-from pipeline.report import BatchReport, BatchState, BatchStatus
+from pipeline.report import BatchReport, BatchStatus
 from pipeline.storage import OutputRoot
 
 PathOrUrl = str | os.PathLike[str]
@@ -37,6 +40,20 @@ def new_batch_id() -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
+class Run(Protocol):
+    """What a handle drives: a ``BatchRun`` here, or a ``RemoteRun`` for a detached batch."""
+
+    batch_id: str
+    root: OutputRoot
+
+    @property
+    def dashboard_link(self) -> str | None: ...
+    def status(self) -> BatchStatus: ...
+    def cancel(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+    def report(self) -> BatchReport: ...
+
+
 class BatchHandle:
     """A batch that is running (or has run). Returned at once by ``submit``.
 
@@ -45,7 +62,7 @@ class BatchHandle:
     >>> handle.result()        # waits; BatchReport with counts, timings, manifest path
     """
 
-    def __init__(self, run: BatchRun) -> None:
+    def __init__(self, run: Run) -> None:
         self._run = run
 
     def __repr__(self) -> str:
@@ -67,11 +84,11 @@ class BatchHandle:
     @property
     def manifest(self) -> str:
         """Where the manifest appears when the batch ends."""
-        return self._run.root.full_path(manifest_path(self.batch_id))
+        return self._run.root.location(manifest_path(self.batch_id))
 
     @property
     def dashboard_link(self) -> str | None:
-        return self._run.connection.dashboard_link
+        return self._run.dashboard_link
 
     def status(self) -> BatchStatus:
         return self._run.status()
@@ -102,32 +119,46 @@ def submit(
     client: Client | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    security: Security | None = None,
     redis_url: str | None = None,
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
+    detached: bool = False,
 ) -> BatchHandle:
     """Start a batch and return its handle at once.
 
     ``inputs`` are files, folders, globs or fsspec URLs. The batch runs on ``client`` if given,
     else on the scheduler at ``scheduler``, else on a new LocalCluster of ``workers`` processes
     (one per core by default) that closes when the batch ends. Bad inputs and an unwritable
-    output raise here, before any work is submitted.
+    output raise here, before any work is submitted; so does a cluster we did not start whose
+    scheduler or workers cannot import this version of thumbflow or cannot see local paths.
 
     With ``redis_url`` (or ``THUMBFLOW_REDIS_URL``), progress is recorded in Redis for
     ``status``, ``watch``, ``list`` and ``cancel`` from any process; its keys expire
     ``redis_ttl_s`` after the batch ends. An unreachable Redis only warns (the batch runs and
     the store catches up if it comes back) unless ``require_redis`` is set.
+
+    ``detached=True`` runs the batch's driver on the cluster itself (a shared one: ``scheduler=``
+    or ``client=``, with Redis): this process may then exit, and anyone can follow or cancel the
+    batch by id with ``status``/``cancel`` or ``thumbflow status/cancel``.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
-    files = expand_inputs(inputs)
+    named = [os.fspath(item) for item in inputs]
+    files = expand_inputs(named)
     root = OutputRoot(os.fspath(output))
     root.check_writable()
     batch_id = new_batch_id()
-    store = _progress_store(redis_url, required=require_redis)
-    connection = connect(client=client, scheduler=scheduler, workers=workers)
+    store = _progress_store(redis_url, required=require_redis or detached)
+    connection = connect(client=client, scheduler=scheduler, workers=workers, security=security)
     try:
         _require_workers(connection)
+        if connection.cluster is None:  # a cluster we did not start: check before touching it
+            check_versions(connection.client)
+            check_paths_visible(connection.client, named, writable=root.url)
+        if detached:
+            assert store is not None
+            return _submit_detached(batch_id, files, config, root, connection, store, redis_ttl_s)
         run = BatchRun(
             batch_id=batch_id,
             inputs=files,
@@ -155,6 +186,7 @@ def run(
     client: Client | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    security: Security | None = None,
     redis_url: str | None = None,
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
@@ -167,6 +199,7 @@ def run(
         client=client,
         scheduler=scheduler,
         workers=workers,
+        security=security,
         redis_url=redis_url,
         require_redis=require_redis,
         redis_ttl_s=redis_ttl_s,
@@ -237,17 +270,41 @@ def list_batches(*, redis_url: str | None = None, limit: int = 20) -> list[Batch
 
 
 def status_from_store(stored: StoredBatch) -> BatchStatus:
-    state = stored.state if stored.state in get_args(BatchState) else "running"
-    return BatchStatus(
-        stored.batch_id,
-        cast(BatchState, state),
-        stored.count("total"),
-        stored.count("ok"),
-        stored.count("duplicate"),
-        stored.count("failed"),
-        stored.count("cancelled"),
-        stored.elapsed_s,
+    return stored.status()
+
+
+def _submit_detached(
+    batch_id: str,
+    files: list[InputFile],
+    config: PipelineConfig | None,
+    root: OutputRoot,
+    connection: Connection,
+    store: RedisStore,
+    ttl_s: float,
+) -> BatchHandle:
+    if connection.cluster is not None:
+        raise ConfigError(
+            "detached=True needs a cluster that outlives this process: give scheduler= or client="
+        )
+    job = DetachedJob(
+        batch_id=batch_id,
+        inputs=tuple(files),
+        config=config or PipelineConfig(),
+        output=root.url,
+        redis_url=store.url,
+        ttl_s=ttl_s,
     )
+    # The record exists from now on, so status() works before the driver has started.
+    store.create(batch_id, {"state": "queued", "created_at": time.time(), "total": len(files)})
+    driver = connection.client.submit(drive_on_cluster, job, key=driver_key(batch_id), pure=False)
+    fire_and_forget(driver)
+    remote = RemoteRun(batch_id, store, root, connection.dashboard_link)
+    # Let go of our client only once the driver runs on the cluster (or clearly waits there).
+    deadline = time.monotonic() + 10
+    while remote.status().state == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    connection.close()
+    return BatchHandle(remote)
 
 
 def _require_workers(connection: Connection, timeout: float = 30.0) -> None:

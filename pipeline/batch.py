@@ -19,17 +19,17 @@ import socket
 import threading
 import time
 import weakref
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any
 
-from distributed import Future, as_completed
+from distributed import Future, KilledWorker, as_completed
 
 from pipeline.cluster import Connection
 from pipeline.config import PipelineConfig
 from pipeline.dedup import DuplicateTracker
-from pipeline.errors import ClusterError, Failure, ThumbflowError
-from pipeline.graph import BatchGraph, plan_chunks
+from pipeline.errors import ClusterError, Failure, Step, ThumbflowError
+from pipeline.graph import STEPS, BatchGraph, plan_chunks
 from pipeline.inputs import InputFile
 from pipeline.manifest import ManifestWriter, summary_path
 from pipeline.metrics import TimingCollector
@@ -76,7 +76,8 @@ class BatchRun:
         self._lock = threading.Lock()
         self._held: dict[Any, Future[Any]] = {}
         self._chunk_members: dict[int, list[int]] = {}  # chunks in flight → their input indices
-        self._pending_chunks: Iterator[tuple[int, list[int]]] = iter(())
+        self._pending_chunks: deque[tuple[int, list[int]]] = deque()
+        self._next_chunk_id = 0
         self._hashed: dict[int, Future[Any]] = {}  # hash tasks done, waiting for their turn
         self._next_to_resolve = 0
         self._cancel_requested = False
@@ -102,6 +103,10 @@ class BatchRun:
             )
         _running.add(self)
         self._thread.start()
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return self.connection.dashboard_link
 
     def status(self) -> BatchStatus:
         with self._lock:
@@ -168,7 +173,8 @@ class BatchRun:
         client = self.connection.client
         threads = sum(client.nthreads().values()) or 1
         chunks = plan_chunks(self.inputs, parallelism=threads)
-        self._pending_chunks = enumerate(chunks)
+        self._pending_chunks.extend(enumerate(chunks))
+        self._next_chunk_id = len(chunks)
         window = max(8, 4 * threads)
         completions = as_completed(loop=client.loop)
         self._submit_hashes(window, completions)
@@ -227,10 +233,9 @@ class BatchRun:
         keep every thread busy while the client reacts, few enough to keep memory flat."""
         tasks = []
         while len(self._chunk_members) < window:
-            upcoming = next(self._pending_chunks, None)
-            if upcoming is None:
+            if not self._pending_chunks:
                 break
-            chunk, members = upcoming
+            chunk, members = self._pending_chunks.popleft()
             self._chunk_members[chunk] = members
             items = [(index, self.inputs[index].source) for index in members]
             tasks.append(self._graph.hash_task(chunk, items))
@@ -277,16 +282,31 @@ class BatchRun:
         return frozenset(keep)
 
     def _chunk_failed(self, chunk: int, step: str, error: BaseException | None) -> None:
-        """A task raised instead of returning values (a worker died repeatedly on it, or a bug):
-        every image it carried fails, the rest of the batch goes on."""
-        reason = f"{type(error).__name__}: {error}"
-        for index in self._chunk_members.pop(chunk, []):
+        """A task raised instead of returning values. If its worker kept dying (a memory bomb,
+        a decoder crash), Dask blames every image in the chunk: retry each alone, so only the
+        culprit fails. Anything else is a bug; its images fail and the batch goes on."""
+        members = self._chunk_members.pop(chunk, [])
+        if isinstance(error, KilledWorker) and len(members) > 1:
+            logger.warning("batch %s: chunk %d killed its worker; retrying its images one by "
+                           "one", self.batch_id, chunk)  # fmt: skip
+            for index in members:
+                self._pending_chunks.append((self._next_chunk_id, [index]))
+                self._next_chunk_id += 1
+            return
+        failed_step: Step = step if step in STEPS else "encode"  # type: ignore[assignment]
+        for index in members:
             source = self.inputs[index].source
-            failure = Failure(
-                step if step in ("hash", "validate", "resize", "encode") else "encode",  # type: ignore[arg-type]
-                "internal_error",
-                f"{source}: the {step} task for this image failed ({reason})",
-            )
+            if isinstance(error, KilledWorker):
+                failure = Failure(
+                    failed_step,
+                    "worker_died",
+                    f"{source}: processing it killed a worker every time it was tried (out of "
+                    "memory, or a crash in a decoder); it was not retried again",
+                )
+            else:
+                reason = f"{type(error).__name__}: {error}"
+                message = f"{source}: the {step} task for this image failed ({reason})"
+                failure = Failure(failed_step, "internal_error", message)
             self._record(ImageResult(index, source, "failed", failure=failure))
 
     def _record(self, result: ImageResult) -> None:

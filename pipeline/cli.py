@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from distributed import Security
 from tqdm import tqdm
 
 from pipeline import api
@@ -62,6 +63,16 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=float, help="refuse images above this many megapixels")
     parser.add_argument("--workers", type=int, help="local worker processes (default: cores)")
     parser.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://host:8786")
+    tls = parser.add_argument_group("TLS, for a tls:// scheduler")
+    tls.add_argument("--tls-ca-file", help="CA certificate that signed the cluster's")
+    tls.add_argument("--tls-cert", help="this client's certificate")
+    tls.add_argument("--tls-key", help="this client's private key")
+    parser.add_argument(
+        "--detached",
+        action="store_true",
+        help="run the batch's driver on the cluster and return at once (needs --scheduler and "
+        "--redis); follow it with `thumbflow watch ID`",
+    )
     _add_redis_option(parser)
     parser.add_argument(
         "--require-redis", action="store_true", help="fail if the progress store is unreachable"
@@ -190,6 +201,20 @@ def _summary(report: BatchReport) -> str:
     return "\n".join(lines)
 
 
+def _security(args: argparse.Namespace) -> Security | None:
+    files = (args.tls_ca_file, args.tls_cert, args.tls_key)
+    if not any(files):
+        return None
+    if not all(files):
+        raise ConfigError("TLS needs all three of --tls-ca-file, --tls-cert and --tls-key")
+    return Security(
+        tls_ca_file=args.tls_ca_file,
+        tls_client_cert=args.tls_cert,
+        tls_client_key=args.tls_key,
+        require_encryption=True,
+    )
+
+
 def _run_batch(args: argparse.Namespace, inputs: Sequence[str]) -> int:
     config = config_from(args)
     with warnings.catch_warnings(record=True) as caught:
@@ -203,12 +228,19 @@ def _run_batch(args: argparse.Namespace, inputs: Sequence[str]) -> int:
             redis_url=args.redis,
             require_redis=args.require_redis,
             redis_ttl_s=args.redis_ttl,
+            security=_security(args),
+            detached=args.detached,
         )
     for warning in caught:
         print(f"thumbflow: warning: {warning.message}", file=sys.stderr)
     print(f"thumbflow: batch {handle.batch_id}, dashboard {handle.dashboard_link}", file=sys.stderr)
     if args.redis:
         print(f"thumbflow: progress in {redact(args.redis)}", file=sys.stderr)
+    if args.detached:
+        print(handle.batch_id)
+        print(f"thumbflow: running on the cluster; `thumbflow watch {handle.batch_id}` follows "
+              "it, `thumbflow cancel` stops it", file=sys.stderr)  # fmt: skip
+        return EXIT_OK
     try:
         report = _follow(handle, show_progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Security
 
 from pipeline.errors import ClusterError, ConfigError
 
@@ -65,17 +65,27 @@ def connect(
     client: Client | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    security: Security | None = None,
     timeout: float = 10.0,
 ) -> Connection:
-    """The user's ``client`` as given; else a client of ``scheduler``; else a LocalCluster."""
+    """The user's ``client`` as given; else a client of ``scheduler`` (``tls://`` addresses take
+    ``security``, a ``distributed.Security``); else a LocalCluster."""
     if client is not None and scheduler is not None:
         raise ConfigError("give either client= or scheduler=, not both")
     if client is not None:
         return Connection(client)
     if scheduler is not None:
         try:
-            remote = Client(scheduler, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError) as error:
+            remote = Client(scheduler, timeout=timeout, security=security, set_as_default=False)
+        except TypeError as error:
+            # distributed's way of saying "tls:// without certificates" (it wants an SSLContext)
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {scheduler}: a tls:// address needs TLS "
+                "settings: security=distributed.Security(tls_ca_file=..., tls_client_cert=..., "
+                "tls_client_key=...), the --tls-* options, or distributed.comm.tls.* in the "
+                f"Dask config ({error})"
+            ) from error
+        except (OSError, TimeoutError, ValueError) as error:
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {scheduler}: {error}"
             ) from error

@@ -61,6 +61,7 @@ FailureCode = Literal[
     "decode_error",
     "encode_error",
     "write_error",
+    "worker_died",  # decoding it killed its worker every time it was tried (memory, a crash)
     "internal_error",  # a bug in thumbflow; the message carries the exception
 ]
 

@@ -55,9 +55,9 @@ def _expand_one(item: str) -> Iterator[InputFile]:
     if is_url(item):
         yield from _expand_url(item)
     elif os.path.isdir(item):
-        yield from _walk_local(item)
+        yield from _walk_local(os.path.abspath(item))
     elif os.path.isfile(item):
-        yield InputFile(item, os.stat(item).st_size)
+        yield InputFile(os.path.abspath(item), os.stat(item).st_size)
     elif glob.has_magic(item):
         matches = sorted(glob.glob(item, recursive=True))
         if not matches:
@@ -70,14 +70,14 @@ def _expand_one(item: str) -> Iterator[InputFile]:
 
 def expand_inputs(items: Iterable[str | os.PathLike[str]]) -> list[InputFile]:
     """Every file the inputs name, in the order given (folders sorted), each listed once even
-    when two inputs overlap. Raises ``InputError`` if an input is missing or nothing is found."""
+    when two inputs overlap. Local paths come back absolute: they travel to workers that may
+    run in another folder. Raises ``InputError`` if an input is missing or nothing is found."""
     seen: set[str] = set()
     files: list[InputFile] = []
     for item in items:
         for found in _expand_one(os.fspath(item)):
-            key = found.source if is_url(found.source) else os.path.abspath(found.source)
-            if key not in seen:
-                seen.add(key)
+            if found.source not in seen:
+                seen.add(found.source)
                 files.append(found)
     if not files:
         raise InputError("the inputs hold no files")

@@ -36,7 +36,7 @@ class ManifestWriter:
 
     @property
     def path(self) -> str:
-        return self._root.full_path(self._path)
+        return self._root.location(self._path)
 
     def write(self, result: ImageResult) -> bool:
         """Append ``result``'s row; False if that input already has one (a re-run task)."""

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from pipeline.errors import BatchNotFound, ProgressStoreUnavailable
+from pipeline.report import BatchStatus
 
 INDEX_KEY = "thumbflow:batches"
 EVENTS_MAXLEN = 10_000
@@ -113,6 +114,16 @@ class StoredBatch:
     @property
     def state(self) -> str:
         return self.fields.get("state", "unknown")
+
+    def status(self) -> BatchStatus:
+        return BatchStatus.from_json(
+            {
+                "batch_id": self.batch_id,
+                "state": self.state,
+                "elapsed_s": self.elapsed_s,
+                **{name: self.count(name) for name in ("total", *COUNTERS)},
+            }
+        )
 
     @property
     def stale(self) -> bool:

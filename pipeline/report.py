@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from pipeline.metrics import StepTiming
 
@@ -36,6 +36,20 @@ class BatchStatus:
         handled = self.ok + self.duplicate + self.failed
         return handled / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> BatchStatus:
+        state = row["state"] if row["state"] in get_args(BatchState) else "running"
+        return cls(
+            str(row["batch_id"]),
+            cast(BatchState, state),
+            int(row["total"]),
+            int(row["ok"]),
+            int(row["duplicate"]),
+            int(row["failed"]),
+            int(row["cancelled"]),
+            float(row["elapsed_s"]),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "batch_id": self.batch_id,
@@ -60,6 +74,25 @@ class BatchReport:
     output: str
     failures_by_code: dict[str, int] = field(default_factory=dict)
     timings: dict[str, StepTiming] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, summary: dict[str, Any]) -> BatchReport:
+        """Read back ``to_json`` (the summary file beside a manifest)."""
+        return cls(
+            status=BatchStatus.from_json(summary),
+            manifest=summary["manifest"],
+            output=summary["output"],
+            failures_by_code=dict(summary.get("failures_by_code", {})),
+            timings={
+                step: StepTiming(
+                    count=int(t["count"]),
+                    p50_ms=float(t["p50_ms"]),
+                    p95_ms=float(t["p95_ms"]),
+                    total_s=float(t["total_s"]),
+                )
+                for step, t in summary.get("timings", {}).items()
+            },
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import OutputError
+from pipeline.stages.sources import is_url
 
 RECORD_NAME = "record.json"
 
@@ -40,6 +41,8 @@ class OutputRoot:
     """An output folder, local or any fsspec URL, that outputs are written into atomically."""
 
     def __init__(self, url: str) -> None:
+        # A relative local path would mean another folder to a worker started elsewhere.
+        url = url if is_url(url) else os.path.abspath(url.removeprefix("file://"))
         self.url = url.rstrip("/") or "/"
         filesystem, path = fsspec.core.url_to_fs(self.url)
         self._fs: fsspec.AbstractFileSystem = filesystem
@@ -54,7 +57,12 @@ class OutputRoot:
         return OutputRoot, (self.url,)
 
     def full_path(self, relative: str) -> str:
+        """The path inside the root's filesystem (no protocol): for this module's fsspec calls."""
         return f"{self._path}/{relative}"
+
+    def location(self, relative: str) -> str:
+        """Where a user finds ``relative``: a local path, or a URL with its protocol."""
+        return f"{self.url}/{relative}"
 
     def check_writable(self) -> None:
         """Create the root and prove a file can be written there, or raise ``OutputError``."""

@@ -34,14 +34,15 @@ def test_public_names_are_pinned() -> None:
 
 
 def test_entry_points_take_inputs_output_and_keyword_only_options() -> None:
-    expected = [
-        "inputs", "output", "config", "client", "scheduler", "workers",
+    options = [
+        "config", "client", "scheduler", "workers", "security",
         "redis_url", "require_redis", "redis_ttl_s",
     ]  # fmt: skip
-    for function in (pipeline.submit, pipeline.run):
+    for function, extra in ((pipeline.submit, ["detached"]), (pipeline.run, [])):
         parameters = inspect.signature(function).parameters
-        assert list(parameters) == expected
-        assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in expected[2:])
+        assert list(parameters) == ["inputs", "output", *options, *extra]
+        keyword_only = [name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY]
+        assert keyword_only == [*options, *extra]
 
 
 def test_handle_surface() -> None:

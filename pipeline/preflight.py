@@ -1,0 +1,73 @@
+"""Checks before a batch touches a cluster it does not own.
+
+On a shared cluster an unimportable task can take every worker down: the scheduler unpickles the
+graph, so it needs ``pipeline``; a worker that cannot unpickle a task shuts down, and the next
+worker gets the task (DESIGN.md). So before submitting anything we ask the scheduler and every
+worker which ``pipeline`` they can import, using only the builtin ``eval`` (pickled by reference,
+like any builtin) so the question itself cannot fail on a machine without thumbflow. Local paths
+are checked too: a path the client can see may not exist on the workers' machines.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from distributed import Client
+
+from pipeline._version import __version__
+from pipeline.errors import ClusterError
+from pipeline.stages.sources import is_url
+
+_VERSION_PROBE = "__import__('pipeline._version', fromlist=['__version__']).__version__"
+
+
+def _describe(answer: Any) -> str:
+    if isinstance(answer, BaseException):
+        return f"cannot import pipeline ({type(answer).__name__}: {answer})"
+    return f"has thumbflow {answer}"
+
+
+def check_versions(client: Client) -> None:
+    """Refuse, with the reason, unless the scheduler and every worker run our version."""
+    try:
+        on_scheduler: Any = client.run_on_scheduler(eval, _VERSION_PROBE)
+    except Exception as error:
+        on_scheduler = error
+    on_workers: dict[str, Any] = client.run(eval, _VERSION_PROBE, on_error="return")
+    wrong = {"scheduler": on_scheduler} if on_scheduler != __version__ else {}
+    wrong |= {worker: answer for worker, answer in on_workers.items() if answer != __version__}
+    if wrong:
+        details = "; ".join(
+            f"{where} {_describe(answer)}" for where, answer in sorted(wrong.items())
+        )
+        raise ClusterError(
+            f"the cluster cannot run thumbflow {__version__} safely, nothing was submitted: "
+            f"{details}. Install thumbflow=={__version__} in the scheduler's and the workers' "
+            "environments (see README, 'Running on a shared cluster')."
+        )
+
+
+def check_paths_visible(client: Client, paths: Iterable[str], writable: str) -> None:
+    """Local input paths must exist on every worker, and the output folder be writable there;
+    URLs are the storage's business and are not checked."""
+    local = [path for path in paths if not is_url(path)]
+    problems: list[str] = []
+    for path in local:
+        seen = client.run(os.path.exists, os.path.abspath(path), on_error="return")
+        missing = sorted(worker for worker, found in seen.items() if found is not True)
+        if missing:
+            problems.append(f"{path} is not visible on {', '.join(missing)}")
+    if not is_url(writable):
+        target = os.path.abspath(writable)
+        allowed = client.run(os.access, target, os.W_OK, on_error="return")
+        denied = sorted(worker for worker, ok in allowed.items() if ok is not True)
+        if denied:
+            problems.append(f"output {writable} is not writable on {', '.join(denied)}")
+    if problems:
+        raise ClusterError(
+            "the workers do not see the same files as this machine, nothing was submitted: "
+            + "; ".join(problems)
+            + ". Use storage every worker mounts at the same path, or fsspec URLs."
+        )
