@@ -123,6 +123,7 @@ def submit(
     redis_url: str | None = None,
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
+    performance_report: str | None = None,
     detached: bool = False,
 ) -> BatchHandle:
     """Start a batch and return its handle at once.
@@ -141,6 +142,9 @@ def submit(
     ``detached=True`` runs the batch's driver on the cluster itself (a shared one: ``scheduler=``
     or ``client=``, with Redis): this process may then exit, and anyone can follow or cancel the
     batch by id with ``status``/``cancel`` or ``thumbflow status/cancel``.
+
+    ``performance_report="report.html"`` saves Dask's performance report of the batch (task
+    stream, worker profiles, bandwidth) to that file when it ends.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
@@ -165,6 +169,7 @@ def submit(
             config=config or PipelineConfig(),
             root=root,
             connection=connection,
+            performance_report=performance_report,
         )
         if store is not None:
             run.progress = RedisProgress(
@@ -190,6 +195,7 @@ def run(
     redis_url: str | None = None,
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
+    performance_report: str | None = None,
 ) -> BatchReport:
     """``submit(...)`` and wait for the report."""
     handle = submit(
@@ -203,6 +209,7 @@ def run(
         redis_url=redis_url,
         require_redis=require_redis,
         redis_ttl_s=redis_ttl_s,
+        performance_report=performance_report,
     )
     return handle.result()
 

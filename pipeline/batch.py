@@ -20,10 +20,11 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from distributed import Future, KilledWorker, as_completed
+from distributed import Future, KilledWorker, as_completed, performance_report, span
 
 from pipeline.cluster import Connection
 from pipeline.config import PipelineConfig
@@ -60,9 +61,11 @@ class BatchRun:
         root: OutputRoot,
         connection: Connection,
         progress: RedisProgress | None = None,
+        performance_report: str | None = None,
     ) -> None:
         self.batch_id = batch_id
         self.progress = progress
+        self.performance_report = performance_report
         self.inputs = inputs
         self.config = config
         self.root = root
@@ -158,7 +161,8 @@ class BatchRun:
         try:
             if self.progress is not None:
                 self.progress.state("running", started_at=time.time())
-            self._drive()
+            with self._dashboard_context():
+                self._drive()
         except BaseException as error:
             logger.exception("batch %s stopped", self.batch_id)
             self._error = (
@@ -168,6 +172,18 @@ class BatchRun:
             )
         finally:
             self._finish()
+
+    @contextmanager
+    def _dashboard_context(self) -> Iterator[None]:
+        """Every task of the batch inside one span, so the dashboard's Fine Performance Metrics
+        page shows what this batch cost; and, if asked, a performance report of it."""
+        with ExitStack() as stack:
+            stack.enter_context(span(f"thumbflow-{self.batch_id}"))
+            if self.performance_report is not None:
+                # performance_report() looks for "the current client"; ours is not the default
+                stack.enter_context(self.connection.client.as_current())
+                stack.enter_context(performance_report(filename=self.performance_report))
+            yield
 
     def _drive(self) -> None:
         client = self.connection.client

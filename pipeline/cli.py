@@ -84,6 +84,9 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="keep a finished batch's progress this long (default: 7 days)",
     )
+    parser.add_argument(
+        "--report", metavar="FILE.html", help="save a Dask performance report of the batch"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 if any image failed"
@@ -229,6 +232,7 @@ def _run_batch(args: argparse.Namespace, inputs: Sequence[str]) -> int:
             require_redis=args.require_redis,
             redis_ttl_s=args.redis_ttl,
             security=_security(args),
+            performance_report=args.report,
             detached=args.detached,
         )
     for warning in caught:
