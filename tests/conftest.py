@@ -44,6 +44,17 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> SampleSet:
 
 
 @pytest.fixture(scope="session")
+def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Forty 4 MP photos: a batch of them takes long enough to cancel or kill a worker midway."""
+    from pipeline.samples import photo_like
+
+    folder = tmp_path_factory.mktemp("many")
+    for number in range(40):
+        photo_like(2400, 1600, seed=number).save(folder / f"{number:03d}.jpg", quality=90)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def redis_binary() -> str:
     from tests.redis_server import find_redis_server
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from PIL import Image, ImageOps
 
 from pipeline.config import PipelineConfig
+from pipeline.redis_store import batch_key
 
 
 def read_rows(manifest: str | Path) -> list[dict[str, Any]]:
@@ -45,3 +49,28 @@ def assert_derivatives_fit(row: dict[str, Any], root: Path, config: PipelineConf
         ratio = source_width / source_height
         # the source's aspect ratio, to a pixel on the side that was derived from the other
         assert abs(width - height * ratio) <= 1 or abs(height - width / ratio) <= 1, output
+
+
+COUNTERS = ("ok", "duplicate", "failed", "cancelled")
+
+
+def stored(url: str, batch_id: str) -> dict[str, str]:
+    return redis.Redis.from_url(url, decode_responses=True).hgetall(batch_key(batch_id))
+
+
+def manifest_counts(manifest: str | Path) -> dict[str, int]:
+    rows = read_rows(manifest)
+    return {status: sum(row["status"] == status for row in rows) for status in COUNTERS}
+
+
+def redis_counts(url: str, batch_id: str) -> dict[str, int]:
+    fields = stored(url, batch_id)
+    return {status: int(fields[status]) for status in COUNTERS}
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(step)

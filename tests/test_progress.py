@@ -18,49 +18,17 @@ from distributed import Client, LocalCluster, get_task_stream
 
 import pipeline
 from pipeline.redis_store import batch_key, events_key, images_key
-from pipeline.samples import SampleSet, photo_like
-from tests.helpers import leftover_temporaries, read_rows
+from pipeline.samples import SampleSet
+from tests.helpers import (
+    leftover_temporaries,
+    manifest_counts,
+    read_rows,
+    redis_counts,
+    stored,
+    wait_until,
+)
 from tests.redis_server import RedisServer
 from tests.test_cli import thumbflow
-
-COUNTERS = ("ok", "duplicate", "failed", "cancelled")
-
-
-def stored(url: str, batch_id: str) -> dict[str, str]:
-    return redis.Redis.from_url(url, decode_responses=True).hgetall(batch_key(batch_id))
-
-
-def manifest_counts(manifest: str | Path) -> dict[str, int]:
-    rows = read_rows(manifest)
-    return {status: sum(row["status"] == status for row in rows) for status in COUNTERS}
-
-
-def redis_counts(url: str, batch_id: str) -> dict[str, int]:
-    fields = stored(url, batch_id)
-    return {status: int(fields[status]) for status in COUNTERS}
-
-
-def slow_folder(folder: Path, count: int) -> Path:
-    """Photos big enough that a batch of them takes a few seconds on two workers."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for number in range(count):
-        path = folder / f"{number:03d}.jpg"
-        if not path.exists():
-            photo_like(2400, 1600, seed=number).save(path, quality=90)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return slow_folder(tmp_path_factory.mktemp("many"), 40)
-
-
-def wait_until(predicate, timeout: float = 60.0, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(step)
 
 
 def test_counts_in_redis_match_the_manifest_exactly(

@@ -19,26 +19,21 @@ import pipeline
 from pipeline.config import PipelineConfig
 from pipeline.samples import SampleSet
 from tests.dask_processes import DaskCluster, dask_cluster
-from tests.helpers import leftover_temporaries, read_rows
-from tests.test_cli import thumbflow
-from tests.test_progress import (
+from tests.helpers import (
+    leftover_temporaries,
     manifest_counts,
+    read_rows,
     redis_counts,
-    slow_folder,
     stored,
     wait_until,
 )
+from tests.test_cli import thumbflow
 
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[DaskCluster]:
     with dask_cluster(workers=2) as cluster:
         yield cluster
-
-
-@pytest.fixture(scope="module")
-def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return slow_folder(tmp_path_factory.mktemp("many"), 40)
 
 
 def fake_pipeline(folder: Path, body: str) -> dict[str, str]:
