@@ -81,6 +81,8 @@ class BatchRun:
         self._chunk_members: dict[int, list[int]] = {}  # chunks in flight → their input indices
         self._pending_chunks: deque[tuple[int, list[int]]] = deque()
         self._next_chunk_id = 0
+        self._quarantine: deque[int] = deque()  # images whose chunk killed workers, to retry
+        self._quarantined: set[int] = set()
         self._hashed: dict[int, Future[Any]] = {}  # hash tasks done, waiting for their turn
         self._next_to_resolve = 0
         self._cancel_requested = False
@@ -248,6 +250,12 @@ class BatchRun:
         """Start hashing further chunks while fewer than ``window`` are in flight: enough to
         keep every thread busy while the client reacts, few enough to keep memory flat."""
         tasks = []
+        if not self._pending_chunks and not self._chunk_members and self._quarantine:
+            # Dask blames every task a dying worker held, queued ones included; so a suspect is
+            # retried only when nothing else is in flight: an innocent then simply succeeds,
+            # and a culprit takes down no one else's image.
+            self._pending_chunks.append((self._next_chunk_id, [self._quarantine.popleft()]))
+            self._next_chunk_id += 1
         while len(self._chunk_members) < window:
             if not self._pending_chunks:
                 break
@@ -302,13 +310,18 @@ class BatchRun:
         a decoder crash), Dask blames every image in the chunk: retry each alone, so only the
         culprit fails. Anything else is a bug; its images fail and the batch goes on."""
         members = self._chunk_members.pop(chunk, [])
-        if isinstance(error, KilledWorker) and len(members) > 1:
-            logger.warning("batch %s: chunk %d killed its worker; retrying its images one by "
-                           "one", self.batch_id, chunk)  # fmt: skip
-            for index in members:
-                self._pending_chunks.append((self._next_chunk_id, [index]))
-                self._next_chunk_id += 1
-            return
+        if isinstance(error, KilledWorker):
+            suspects = [index for index in members if index not in self._quarantined]
+            if suspects:
+                logger.warning(
+                    "batch %s: chunk %d killed its worker; %d images will be retried alone",
+                    self.batch_id,
+                    chunk,
+                    len(suspects),
+                )
+                self._quarantine.extend(suspects)
+                self._quarantined.update(suspects)
+            members = [index for index in members if index not in suspects]
         failed_step: Step = step if step in STEPS else "encode"  # type: ignore[assignment]
         for index in members:
             source = self.inputs[index].source
@@ -316,8 +329,8 @@ class BatchRun:
                 failure = Failure(
                     failed_step,
                     "worker_died",
-                    f"{source}: processing it killed a worker every time it was tried (out of "
-                    "memory, or a crash in a decoder); it was not retried again",
+                    f"{source}: processing it killed its worker every time, even alone on the "
+                    "cluster (out of memory, or a crash in a decoder)",
                 )
             else:
                 reason = f"{type(error).__name__}: {error}"

@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,30 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--webp-method", type=int, default=4, help="0 fast .. 6 small (default 4)")
     parser.add_argument("--avif-speed", type=int, default=8, help="0 slow .. 10 fast (default 8)")
-    parser.add_argument("--max-pixels", type=float, help="refuse images above this many megapixels")
+    limits = parser.add_argument_group("limits and fidelity (checked from the header)")
+    limits.add_argument(
+        "--max-pixels", type=float, metavar="MP", help="refuse headers over this (default 300)"
+    )
+    limits.add_argument(
+        "--max-decoded-pixels",
+        type=float,
+        metavar="MP",
+        help="refuse what would decode to more (default 100)",
+    )
+    limits.add_argument("--max-frames", type=int, help="refuse longer animations (default 1000)")
+    limits.add_argument("--max-file-mb", type=float, help="refuse larger files (default 256)")
+    limits.add_argument(
+        "--accept-truncated", action="store_true", help="make derivatives of files that end early"
+    )
+    limits.add_argument(
+        "--keep-metadata", action="store_true", help="copy EXIF (upright) and XMP to the outputs"
+    )
+    limits.add_argument(
+        "--colour",
+        choices=("srgb", "keep"),
+        default="srgb",
+        help="convert ICC profiles to sRGB (default) or keep them",
+    )
     parser.add_argument("--workers", type=int, help="local worker processes (default: cores)")
     parser.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://host:8786")
     tls = parser.add_argument_group("TLS, for a tls:// scheduler")
@@ -147,10 +171,22 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
         )
         for e in encodings
     )
+    config = PipelineConfig(
+        sizes=sizes,
+        encodings=encodings,
+        colour=args.colour,
+        keep_metadata=args.keep_metadata,
+        accept_truncated=args.accept_truncated,
+    )
     if args.max_pixels:
-        max_pixels = int(args.max_pixels * 1_000_000)
-        return PipelineConfig(sizes=sizes, encodings=encodings, max_pixels=max_pixels)
-    return PipelineConfig(sizes=sizes, encodings=encodings)
+        config = replace(config, max_pixels=int(args.max_pixels * 1_000_000))
+    if args.max_decoded_pixels:
+        config = replace(config, max_decoded_pixels=int(args.max_decoded_pixels * 1_000_000))
+    if args.max_frames:
+        config = replace(config, max_frames=args.max_frames)
+    if args.max_file_mb:
+        config = replace(config, max_file_bytes=int(args.max_file_mb * 1024 * 1024))
+    return config
 
 
 def _status_line(status: BatchStatus) -> str:

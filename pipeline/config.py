@@ -3,15 +3,23 @@
 A ``PipelineConfig`` is frozen and small: it travels inside every task of a batch, and its
 ``fingerprint`` names the outputs it produces so a rerun with the same settings can reuse them.
 
-====================  =============================================  ==========================
-field                 meaning                                        default
-====================  =============================================  ==========================
-``sizes``             named boxes, each with a resize mode           thumbnail, medium, large
-``encodings``         output formats and their encoder settings      JPEG q85, WebP q80
-``max_pixels``        refuse images larger than this (header only)   150 MP
-``max_file_bytes``    refuse inputs larger than this                 256 MiB
-``background``        colour behind alpha in JPEG and ``pad``        white
-====================  =============================================  ==========================
+======================  ============================================  =========================
+field                   meaning                                       default
+======================  ============================================  =========================
+``sizes``               named boxes, each with a resize mode          thumbnail, medium, large
+``encodings``           output formats and their encoder settings     JPEG q85, WebP q80
+``colour``              ``"srgb"``: convert embedded ICC profiles;    ``"srgb"``
+                        ``"keep"``: keep the source's profile
+``keep_metadata``       copy EXIF (orientation reset to 1) and XMP    ``False`` (strip all)
+``background``          colour behind alpha in JPEG and ``pad``       white
+``max_file_bytes``      refuse inputs larger than this                256 MiB
+``max_pixels``          refuse headers claiming more pixels           300 MP
+``max_decoded_pixels``  refuse what would decode to more pixels       100 MP
+``max_frames``          refuse animations with more frames            1000
+``accept_truncated``    derivatives from files that end early         ``False`` (refuse)
+======================  ============================================  =========================
+
+Every limit is checked from the file's size or header, before any pixel is decoded.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from pipeline.errors import ConfigError
 
 ResizeMode = Literal["fit", "cover", "pad"]
 FormatName = Literal["jpeg", "webp", "avif"]
+ColourHandling = Literal["srgb", "keep"]
 
 FILE_EXTENSIONS: dict[FormatName, str] = {"jpeg": "jpg", "webp": "webp", "avif": "avif"}
 _SIZE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -118,11 +127,25 @@ class PipelineConfig:
 
     sizes: tuple[Size, ...] = DEFAULT_SIZES
     encodings: tuple[Encoding, ...] = DEFAULT_ENCODINGS
-    # Pillow refuses images over 2 x its MAX_IMAGE_PIXELS (179 MP) by itself, before our check
-    # can see them; a default under that keeps one limit in charge and the message ours.
-    max_pixels: int = 150_000_000
-    max_file_bytes: int = 256 * 1024 * 1024
+    colour: ColourHandling = "srgb"
+    keep_metadata: bool = False
     background: tuple[int, int, int] = (255, 255, 255)
+    max_file_bytes: int = 256 * 1024 * 1024
+    # Two pixel limits, both read from the header before any decoding. ``max_pixels`` bounds
+    # the *work*: libjpeg entropy-decodes every block even at 1/8 scale, so time follows the
+    # full size; 300 MP admits today's 200 MP phone sensors, and a header claiming 10 GP is
+    # refused in microseconds. ``max_decoded_pixels`` bounds the
+    # *memory*: what decoding allocates after the reduced-scale decode. That same 200 MP
+    # baseline JPEG decodes at 1/8 to 3 MP (~30 MB), while a PNG, TIFF, WebP, AVIF or
+    # progressive JPEG (libjpeg keeps every coefficient, ~3 bytes a pixel) needs its full size
+    # at ~4 bytes a pixel: 100 MP peaks at ~0.5 GB per worker (measured), which fits the
+    # 2 GB a LocalCluster gives each worker on an 8 GB, 4-core laptop.
+    max_pixels: int = 300_000_000
+    max_decoded_pixels: int = 100_000_000
+    # Only the first frame is decoded, so frames cost nothing but the counting; a file whose
+    # frame count is the attack (millions of 15-byte GIF frames) is refused at the limit.
+    max_frames: int = 1000
+    accept_truncated: bool = False
 
     def __post_init__(self) -> None:
         if not self.sizes:
@@ -135,18 +158,31 @@ class PipelineConfig:
         ):
             if len(set(names)) != len(names):
                 raise ConfigError(f"each {kind} may appear once, got {names}")
-        if self.max_pixels < 1 or self.max_file_bytes < 1:
-            raise ConfigError("max_pixels and max_file_bytes must be positive")
+        for limit in ("max_file_bytes", "max_pixels", "max_decoded_pixels", "max_frames"):
+            value = getattr(self, limit)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{limit} {value!r}: must be a positive whole number")
+        if self.colour not in get_args(ColourHandling):
+            raise ConfigError(f"colour {self.colour!r}: must be one of {get_args(ColourHandling)}")
+        for flag in ("keep_metadata", "accept_truncated"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be True or False")
         if len(self.background) != 3 or not all(0 <= c <= 255 for c in self.background):
             raise ConfigError(f"background {self.background}: expected three values 0..255")
 
     @property
     def fingerprint(self) -> str:
-        """Names the derivatives this config produces: equal fingerprints, identical outputs."""
+        """Names the derivatives this config produces: equal fingerprints, identical outputs.
+
+        The limits and ``accept_truncated`` decide which inputs are refused, not what an
+        accepted input's derivatives look like, so they are left out: changing them reuses
+        every output already made."""
         affecting = {
             "sizes": [asdict(s) for s in self.sizes],
             "encodings": [asdict(e) for e in self.encodings],
             "background": list(self.background),
+            "colour": self.colour,
+            "keep_metadata": self.keep_metadata,
         }
         encoded = json.dumps(affecting, sort_keys=True).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]

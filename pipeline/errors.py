@@ -56,7 +56,8 @@ FailureCode = Literal[
     "file_too_large",
     "not_an_image",
     "unsupported_format",
-    "too_many_pixels",
+    "too_many_pixels",  # over max_pixels or max_decoded_pixels; the message names which
+    "too_many_frames",
     "truncated",
     "decode_error",
     "encode_error",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
+from distributed.metrics import context_meter
 from PIL import Image
 
 from pipeline.cancellation import TaskCancelled, current_task_cancelled
@@ -25,7 +26,8 @@ from pipeline.errors import Failure, ImageError, Step
 from pipeline.records import ImageResult, OutputFile
 from pipeline.stages.encode import encode
 from pipeline.stages.hashing import sha256_of
-from pipeline.stages.resize import as_oriented, cascade, decode, plan_sizes
+from pipeline.stages.metadata import NOTHING, Carried
+from pipeline.stages.resize import cascade, decode
 from pipeline.stages.validate import ImageHeader, read_header
 from pipeline.storage import RECORD_NAME, OutputRoot, WriteAbandoned, image_folder
 
@@ -40,6 +42,7 @@ class ImageWork:
     size_bytes: int = 0
     header: ImageHeader | None = None
     renders: dict[str, Image.Image] | None = None
+    carried: Carried = NOTHING  # what the derivatives carry besides pixels
     reused_outputs: tuple[OutputFile, ...] | None = None
     failure: Failure | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -52,9 +55,12 @@ class ImageWork:
 
 @contextmanager
 def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    """Time ``step`` for the manifest, and report it to Dask's Fine Performance Metrics as its
+    own activity (outside a Dask task the meter is a no-op)."""
     start = time.perf_counter()
     try:
-        yield
+        with context_meter.meter(step):
+            yield
     finally:
         timings[step] = timings.get(step, 0.0) + (time.perf_counter() - start) * 1000
 
@@ -137,16 +143,12 @@ def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list
         def action(timings: dict[str, float]) -> ImageWork:
             if current_task_cancelled():
                 raise TaskCancelled
-            header = work.header
-            assert header is not None
-            planned = plan_sizes(header, config)
+            assert work.header is not None
             with _timed(timings, "decode"):
-                decoded, orientation = decode(work.source, header, [p for _, p in planned])
-            if orientation != header.orientation:
-                planned = plan_sizes(as_oriented(header, orientation), config)
+                decoded = decode(work.source, work.header, config)
             with _timed(timings, "resize"):
-                renders = cascade(decoded, planned, config.background)
-            return replace(work, renders=renders)
+                renders = cascade(decoded, config)
+            return replace(work, renders=renders, carried=decoded.carried)
 
         return action
 
@@ -170,7 +172,7 @@ def _encode_and_write(
         for encoding in config.encodings:
             try:
                 with _timed(timings, "encode"):
-                    data = encode(image, encoding, config.background)
+                    data = encode(image, encoding, config.background, work.carried)
             except (OSError, ValueError) as error:
                 message = f"{work.source}: {encoding.format} encoder failed at {size.name}: {error}"
                 raise ImageError(Failure("encode", "encode_error", message)) from None

@@ -148,6 +148,13 @@ def test_encoding_refuses_invalid_fields(fields):
         ),
         pytest.param({"max_pixels": 0}, id="zero-max-pixels"),
         pytest.param({"max_file_bytes": -1}, id="negative-max-file-bytes"),
+        pytest.param({"max_decoded_pixels": 0}, id="zero-max-decoded-pixels"),
+        pytest.param({"max_frames": 0}, id="zero-max-frames"),
+        pytest.param({"max_pixels": 1.5e8}, id="fractional-max-pixels"),
+        pytest.param({"max_frames": True}, id="boolean-max-frames"),
+        pytest.param({"colour": "cmyk"}, id="unknown-colour-handling"),
+        pytest.param({"keep_metadata": "yes"}, id="keep-metadata-not-a-bool"),
+        pytest.param({"accept_truncated": 1}, id="accept-truncated-not-a-bool"),
         pytest.param({"background": (256, 0, 0)}, id="background-over-255"),
         pytest.param({"background": (255, 255)}, id="background-two-values"),
     ],
@@ -196,6 +203,8 @@ BASE = PipelineConfig()
             id="encoder-setting-changed",
         ),
         pytest.param({"background": (0, 0, 0)}, id="background-changed"),
+        pytest.param({"colour": "keep"}, id="colour-profile-kept"),
+        pytest.param({"keep_metadata": True}, id="metadata-kept"),
     ],
 )
 def test_fingerprint_changes_with_what_the_outputs_depend_on(changes):
@@ -208,6 +217,9 @@ def test_fingerprint_changes_with_what_the_outputs_depend_on(changes):
         pytest.param({}, id="nothing"),
         pytest.param({"max_pixels": 10_000_000}, id="max-pixels"),
         pytest.param({"max_file_bytes": 1024}, id="max-file-bytes"),
+        pytest.param({"max_decoded_pixels": 10_000_000}, id="max-decoded-pixels"),
+        pytest.param({"max_frames": 5}, id="max-frames"),
+        pytest.param({"accept_truncated": True}, id="accept-truncated"),
         pytest.param(
             {"sizes": tuple(Size.parse(f"{s.name}={s.width}x{s.height}") for s in DEFAULT_SIZES)},
             id="equal-sizes-built-again",
@@ -224,3 +236,12 @@ def test_fingerprint_ignores_what_the_outputs_do_not_depend_on(changes):
 
 def test_fingerprint_is_16_hex_characters():
     assert re.fullmatch(r"[0-9a-f]{16}", BASE.fingerprint)
+
+
+def test_defaults_admit_a_200_mp_phone_photo_and_bound_what_is_decoded():
+    """The reasons are in PipelineConfig; these are the numbers the README promises."""
+    config = PipelineConfig()
+    assert config.max_pixels >= 16_320 * 12_240  # a 200 MP phone sensor
+    assert config.max_decoded_pixels == 100_000_000
+    assert config.max_frames == 1000
+    assert (config.colour, config.keep_metadata, config.accept_truncated) == ("srgb", False, False)

@@ -1,13 +1,21 @@
-"""Encode one derivative. Nothing from the source's metadata is written: Pillow embeds EXIF,
-XMP or ICC only when asked, and we never ask, so GPS positions do not leak into thumbnails."""
+"""Encode one derivative, with exactly the metadata it is given: none unless the config keeps it.
+
+Nothing is taken from ``image.info``: EXIF, XMP, ICC profile (and JPEG's comment) are passed to
+the encoder explicitly, empty when not kept, because some encoders would otherwise copy what they
+find in ``info`` (AVIF a profile, JPEG a comment), and a GPS position must never leak into a
+thumbnail.
+"""
 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from PIL import Image
 
 from pipeline.config import Encoding
+from pipeline.stages.colour import profile_fits
+from pipeline.stages.metadata import NOTHING, Carried
 
 
 def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -26,7 +34,7 @@ def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
 
 
 def _colour_modes(image: Image.Image) -> Image.Image:
-    """WebP and AVIF store colour, with or without alpha: grey images are widened to RGB."""
+    """WebP stores colour only, with or without alpha: grey images are widened to RGB."""
     if image.mode == "L":
         return image.convert("RGB")
     if image.mode == "LA":
@@ -34,29 +42,59 @@ def _colour_modes(image: Image.Image) -> Image.Image:
     return image
 
 
-def encode(image: Image.Image, encoding: Encoding, background: tuple[int, int, int]) -> bytes:
-    """``image`` (L, LA, RGB or RGBA) as a file in ``encoding``'s format."""
+def _with_alpha_in_colour(image: Image.Image) -> Image.Image:
+    """AVIF keeps plain grey as grey (a single 4:0:0 plane) but has no grey-with-alpha."""
+    return image.convert("RGBA") if image.mode == "LA" else image
+
+
+def _metadata_arguments(carried: Carried, mode: str) -> dict[str, Any]:
+    """The encoder keywords for ``carried``. A grey profile cannot describe a grey image
+    widened to RGB (WebP), so it is left out there and the pixels are taken as sRGB."""
+    profile = carried.icc_profile
+    return {
+        "exif": carried.exif,
+        "xmp": carried.xmp,
+        "icc_profile": profile if profile and profile_fits(profile, mode) else None,
+    }
+
+
+def encode(
+    image: Image.Image,
+    encoding: Encoding,
+    background: tuple[int, int, int],
+    carried: Carried = NOTHING,
+) -> bytes:
+    """``image`` (L, LA, RGB or RGBA) as a file in ``encoding``'s format, carrying ``carried``."""
     buffer = io.BytesIO()
     if encoding.format == "jpeg":
-        flatten(image, background).save(
+        output = flatten(image, background)
+        output.save(
             buffer,
             "JPEG",
             quality=encoding.quality,
             optimize=encoding.jpeg_optimize,
             progressive=encoding.jpeg_progressive,
+            comment=b"",  # the JPEG plugin would copy a source's comment from ``info``
+            **_metadata_arguments(carried, output.mode),
         )
     elif encoding.format == "webp":
-        _colour_modes(image).save(
-            buffer, "WEBP", quality=encoding.quality, method=encoding.webp_method
+        output = _colour_modes(image)
+        output.save(
+            buffer,
+            "WEBP",
+            quality=encoding.quality,
+            method=encoding.webp_method,
+            **_metadata_arguments(carried, output.mode),
         )
     elif encoding.format == "avif":
-        _colour_modes(image).save(
+        output = _with_alpha_in_colour(image)
+        output.save(
             buffer,
             "AVIF",
             quality=encoding.quality,
             speed=encoding.avif_speed,
-            icc_profile=None,  # the plugin would otherwise copy image.info's profile
             max_threads=1,  # one worker process per core already uses every core
+            **_metadata_arguments(carried, output.mode),
         )
     else:
         raise AssertionError(f"unknown format {encoding.format!r}")

@@ -3,59 +3,95 @@
 Cost on a 12 MP photo (DESIGN.md): full decode + LANCZOS from the original to three sizes is
 ~440 ms; a ½-scale ``draft`` decode + a large → medium → thumbnail cascade is ~110 ms for outputs
 within 46-57 dB PSNR of the slow path.
+
+The decoded image is first brought down to the largest size any derivative needs, and only then
+turned upright and converted to sRGB: those steps then touch ~2 MP instead of the whole decoded
+image, which is faster and keeps a worker's memory at one decoded image (~4 bytes a pixel).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from pipeline.config import PipelineConfig, Size
 from pipeline.errors import Failure, ImageError
 from pipeline.stages import colour
 from pipeline.stages.geometry import Plan, draft_request, plan_for
+from pipeline.stages.metadata import NOTHING, Carried, carried_metadata
 from pipeline.stages.opening import decoding, is_truncation, open_image
+from pipeline.stages.orientation import is_transposed, orientation_of, upright
 from pipeline.stages.sources import open_binary
-from pipeline.stages.validate import ImageHeader, orientation_of
+from pipeline.stages.validate import ImageHeader
 
 RESAMPLING = Image.Resampling.LANCZOS
 
 
-def _decode_failure(source: str, error: BaseException) -> Failure:
+@dataclass(frozen=True)
+class Decoded:
+    """The first frame's pixels as stored (not yet upright), at reduced scale where the format
+    allows, in a mode that resizes correctly; and what the derivatives need to know about it."""
+
+    image: Image.Image
+    header: ImageHeader  # as displayed, with the orientation read while decoding
+    profile: bytes | None  # the embedded ICC profile, if any
+    carried: Carried  # what the derivatives carry besides pixels: nothing by default
+
+
+def _decode_failure(source: str, error: BaseException, config: PipelineConfig) -> Failure:
     text = str(error) or type(error).__name__
-    if is_truncation(error):
-        return Failure("resize", "truncated", f"{source}: the file ends early ({text})")
-    return Failure("resize", "decode_error", f"{source}: cannot decode ({text})")
+    if not is_truncation(error):
+        return Failure("resize", "decode_error", f"{source}: cannot decode ({text})")
+    hint = "" if config.accept_truncated else "; accept_truncated would use the part that is there"
+    return Failure("resize", "truncated", f"{source}: the file ends early ({text}){hint}")
 
 
-def decode(source: str, header: ImageHeader, plans: list[Plan]) -> tuple[Image.Image, int]:
-    """The first frame, upright, in a working mode, at reduced scale where the format allows,
-    with no metadata left on it; and the orientation that was applied."""
+def plan_sizes(header: ImageHeader, config: PipelineConfig) -> list[tuple[Size, Plan]]:
+    return [(size, plan_for(header.width, header.height, size)) for size in config.sizes]
+
+
+def _largest_needed(header: ImageHeader, config: PipelineConfig) -> tuple[int, int]:
+    """The smallest image that still holds every derivative, in the stored orientation."""
+    plans = [plan for _, plan in plan_sizes(header, config)]
+    return draft_request(plans, header.transposed)
+
+
+def decode(source: str, header: ImageHeader, config: PipelineConfig) -> Decoded:
+    """Load the first frame (nothing else of an animation, the primary image of an MPO)."""
     try:
-        with open_binary(source) as stream, decoding():
+        with open_binary(source) as stream:
             image = open_image(stream)
-            # draft() needs the exact box: thumbnail()'s reducing_gap would ask for twice the
-            # size and lose the reduced-scale decode.
-            image.draft(None, draft_request(plans, header.transposed))
-            image.load()
+            with decoding(accept_truncated=config.accept_truncated):
+                # draft() needs the exact box: thumbnail()'s reducing_gap would ask for twice
+                # the size and lose the reduced-scale decode.
+                image.draft(None, _largest_needed(header, config))
+                image.load()
+            # Read again now that the pixels are loaded: a PNG may keep its EXIF after them.
+            orientation = orientation_of(image, loaded=True)
+            carried = carried_metadata(image) if config.keep_metadata else NOTHING
+            pixels = colour.resizable(image)
     except Exception as error:  # Pillow raises many types for damaged data; all are this image's
-        raise ImageError(_decode_failure(source, error)) from None
-    # Read again now that the pixels are loaded: a PNG may keep its EXIF after the image data.
-    orientation = orientation_of(image, loaded=True)
-    upright = ImageOps.exif_transpose(image) if orientation != 1 else image
-    normalised = colour.normalise(upright)
-    # Derivatives are made from this image and inherit its info; with none, no encoder can copy
-    # EXIF, GPS, XMP or a colour profile into them (AVIF's would copy the ICC profile).
-    normalised.info = {}
-    return normalised, orientation
+        raise ImageError(_decode_failure(source, error, config)) from None
+    profile = image.info.get("icc_profile") or None
+    carried = replace(carried, icc_profile=_profile_to_keep(pixels.mode, profile, config))
+    return Decoded(pixels, as_oriented(header, orientation), profile, carried)
+
+
+def _profile_to_keep(mode: str, profile: bytes | None, config: PipelineConfig) -> bytes | None:
+    if config.colour == "srgb":
+        return None
+    elif config.colour == "keep":
+        return colour.kept_profile(mode, profile)
+    else:
+        raise AssertionError(f"unknown colour handling {config.colour!r}")
 
 
 def as_oriented(header: ImageHeader, orientation: int) -> ImageHeader:
     """The header as displayed under ``orientation`` (found late for a PNG's trailing EXIF)."""
     if orientation == header.orientation:
         return header
-    turned = (orientation in (5, 6, 7, 8)) != header.transposed
+    turned = is_transposed(orientation) != header.transposed
     width, height = (header.height, header.width) if turned else (header.width, header.height)
     return replace(header, width=width, height=height, orientation=orientation)
 
@@ -74,31 +110,39 @@ def _shape(scaled: Image.Image, plan: Plan, background: tuple[int, int, int]) ->
     return scaled
 
 
-def cascade(
-    decoded: Image.Image, planned: list[tuple[Size, Plan]], background: tuple[int, int, int]
-) -> dict[str, Image.Image]:
-    """Each size is resized from the smallest larger result already made, largest first."""
+def cascade(decoded: Decoded, config: PipelineConfig) -> dict[str, Image.Image]:
+    """Every configured size, keyed by name: the largest made from the decoded image, each
+    smaller one from the smallest larger result already made."""
+    largest = _largest_needed(decoded.header, config)
+    reduced = decoded.image
+    if reduced.size != largest:
+        reduced = reduced.resize(largest, RESAMPLING)
+    pixels = upright(reduced, decoded.header.orientation)
+    if not decoded.carried.icc_profile:  # a kept profile describes the pixels as they are
+        pixels = colour.to_srgb(pixels, decoded.profile)
+    if pixels is decoded.image:
+        # Nothing was resized, turned or converted, so this is still the opened file: an encoder
+        # would walk all of its frames (AVIF does, to see if an animation is grey) through a
+        # closed stream. A plain copy is at most the size of the largest derivative.
+        pixels = pixels.copy()
+    # Every size is made from these pixels and inherits their info; with none, no encoder can
+    # copy a comment, EXIF or profile by itself (JPEG copies comments, AVIF profiles).
+    pixels.info = {}
     results: dict[str, Image.Image] = {}
-    previous = decoded
+    previous = pixels
+    planned = plan_sizes(decoded.header, config)
     for size, plan in sorted(planned, key=lambda item: item[1].scaled, reverse=True):
         width, height = plan.scaled
-        source = previous if previous.width >= width and previous.height >= height else decoded
+        source = previous if previous.width >= width and previous.height >= height else pixels
         scaled = source if source.size == plan.scaled else source.resize(plan.scaled, RESAMPLING)
         previous = scaled
-        results[size.name] = _shape(scaled, plan, background)
+        results[size.name] = _shape(scaled, plan, config.background)
     return results
-
-
-def plan_sizes(header: ImageHeader, config: PipelineConfig) -> list[tuple[Size, Plan]]:
-    return [(size, plan_for(header.width, header.height, size)) for size in config.sizes]
 
 
 def render_sizes(
     source: str, header: ImageHeader, config: PipelineConfig
 ) -> dict[str, Image.Image]:
-    """Every configured size of one image, keyed by size name."""
-    planned = plan_sizes(header, config)
-    decoded, orientation = decode(source, header, [plan for _, plan in planned])
-    if orientation != header.orientation:
-        planned = plan_sizes(as_oriented(header, orientation), config)
-    return cascade(decoded, planned, config.background)
+    """Every configured size of one image, keyed by size name (pixels only: what they carry
+    besides, for ``encode``, is ``decode(...).carried``)."""
+    return cascade(decode(source, header, config), config)

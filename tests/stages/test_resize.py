@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from pipeline.config import PipelineConfig, Size
 from pipeline.errors import ImageError
 from pipeline.samples import photo_like
-from pipeline.stages.geometry import plan_for
+from pipeline.stages.geometry import draft_request, plan_for
 from pipeline.stages.resize import decode, render_sizes
 from pipeline.stages.validate import read_header
 
@@ -122,6 +122,28 @@ def test_every_exif_orientation_renders_upright(tmp_path, orientation, file_name
         assert is_close(bottom_right, BLUE), (name, bottom_right)
 
 
+@pytest.mark.parametrize("file_name", ["upright.jpg", "upright.png", "upright.webp"])
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_an_xmp_orientation_without_exif_is_applied_too(tmp_path, orientation, file_name):
+    """Some editors write tiff:Orientation in XMP only; Pillow exposes it, and so do we."""
+    stored = red_corner_picture().transpose(STORED_AS[orientation])
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        '22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+        f'tiff:Orientation="{orientation}"/></rdf:RDF></x:xmpmeta>'
+    )
+    path = tmp_path / file_name
+    if file_name.endswith(".png"):
+        text = PngImagePlugin.PngInfo()
+        text.add_itxt("XML:com.adobe.xmp", xmp)
+        stored.save(path, pnginfo=text)
+    else:
+        stored.save(path, xmp=xmp.encode())
+    thumbnail = render(path)["thumbnail"].convert("RGB")
+    assert thumbnail.width > thumbnail.height
+    assert is_close(thumbnail.getpixel((2, 2)), RED), thumbnail.getpixel((2, 2))
+
+
 @pytest.mark.parametrize(
     "orientation",
     [pytest.param(1, id="stored-upright"), pytest.param(6, id="stored-sideways")],
@@ -133,11 +155,12 @@ def test_large_jpeg_decodes_at_reduced_scale_but_holds_every_size(tmp_path, orie
     config = PipelineConfig()
     header = read_header(str(path), path.stat().st_size, config)
     plans = [plan_for(header.width, header.height, size) for size in config.sizes]
-    decoded, _ = decode(str(path), header, plans)
-    assert decoded.width < 4000
-    assert decoded.height < 3000
-    assert decoded.width >= max(plan.scaled[0] for plan in plans)
-    assert decoded.height >= max(plan.scaled[1] for plan in plans)
+    decoded = decode(str(path), header, config).image  # as stored: not yet upright
+    needed = draft_request(plans, header.transposed)
+    assert decoded.width < stored.width
+    assert decoded.height < stored.height
+    assert decoded.width >= needed[0]
+    assert decoded.height >= needed[1]
 
 
 def palette_with_transparency() -> Image.Image:
@@ -199,11 +222,16 @@ def test_sixteen_bit_grey_is_scaled_to_mid_grey_not_clipped_to_white(tmp_path):
         assert 30_000 // 257 - 2 <= low <= high <= 30_000 // 257 + 2
 
 
-def test_cmyk_colours_survive_conversion_to_rgb(tmp_path):
+@pytest.mark.parametrize(
+    "size",
+    [pytest.param((300, 200), id="smaller-than-medium"), pytest.param((3000, 2000), id="reduced")],
+)
+def test_cmyk_colours_survive_conversion_to_rgb(tmp_path, size):
     path = tmp_path / "print.jpg"
-    Image.new("CMYK", (300, 200), (0, 255, 255, 0)).save(path)  # pure red ink
-    thumbnail = render(path)["thumbnail"]
-    assert is_close(thumbnail.getpixel((10, 10)), RED)
+    Image.new("CMYK", size, (0, 255, 255, 0)).save(path)  # pure red ink
+    for image in render(path).values():
+        assert image.mode == "RGB"
+        assert is_close(image.getpixel((10, 10)), RED)
 
 
 COVER_SIZES = (

@@ -3,20 +3,20 @@ thumbflow must not decode (wrong content, too large, decompression bombs, damage
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, Size
 from pipeline.errors import Failure, ImageError
 from pipeline.samples import photo_like
 from pipeline.stages.validate import ImageHeader, describe_start, read_header
+from tests.imaging import encoded, jpeg_header, pillow_images_allocated, png_bytes
 
 ORIENTATION_TAG = 0x0112
 
@@ -33,29 +33,12 @@ def write_image(path: Path, image: Image.Image, orientation: int | None = None) 
     return path
 
 
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_bytes(width: int, height: int, pixels: bytes | None = None) -> bytes:
-    """An 8-bit greyscale PNG built by hand: the IHDR may claim any size, and ``pixels`` (raw
-    scanlines, compressed here) may be left out so that nothing but the header exists."""
-    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    data = png_chunk(b"IDAT", zlib.compress(pixels, 1)) if pixels is not None else b""
-    return b"\x89PNG\r\n\x1a\n" + header + data + png_chunk(b"IEND", b"")
-
-
 def jpeg_bytes(width: int = 640, height: int = 480) -> bytes:
     buffer = io.BytesIO()
     exif = Image.Exif()
     exif[0x0110] = "thumbflow test camera"
     photo_like(width, height, seed=3).save(buffer, "JPEG", quality=85, exif=exif.tobytes())
     return buffer.getvalue()
-
-
-def pillow_images_allocated() -> int:
-    """How many pixel buffers Pillow's core has created so far in this process."""
-    return Image.core.get_stats()["new_count"]
 
 
 @pytest.mark.parametrize(
@@ -302,13 +285,14 @@ def test_oversized_png_with_pixel_data_is_refused_without_decoding_it(tmp_path):
 def test_max_pixels_above_pillows_bomb_limit_is_honoured(tmp_path):
     path = tmp_path / "panorama.png"
     path.write_bytes(png_bytes(15_000, 15_000))  # 225 MP
-    header = header_of(path, PipelineConfig(max_pixels=300_000_000))
+    config = PipelineConfig(max_pixels=300_000_000, max_decoded_pixels=300_000_000)
+    header = header_of(path, config)
     assert (header.width, header.height) == (15_000, 15_000)
 
 
-def header_or_failure(path: Path) -> ImageHeader | Failure:
+def header_or_failure(path: Path, config: PipelineConfig | None = None) -> ImageHeader | Failure:
     try:
-        return header_of(path)
+        return header_of(path, config)
     except ImageError as refused:
         return refused.failure
 
@@ -364,3 +348,87 @@ def test_describe_start_names_well_known_content(head, description):
 )
 def test_describe_start_shows_the_first_bytes_of_unknown_content(head, shown):
     assert shown in describe_start(head)
+
+
+# (file content, config changes, the limit named in the refusal or None when accepted)
+DECODED_PIXEL_CASES = [
+    pytest.param(
+        jpeg_header(16_320, 12_240), {}, None, id="200mp-baseline-jpeg-decodes-at-an-eighth"
+    ),
+    pytest.param(
+        jpeg_header(16_320, 12_240, progressive=True),
+        {},
+        "max_decoded_pixels",
+        id="200mp-progressive-jpeg-keeps-every-coefficient",
+    ),
+    pytest.param(jpeg_header(65_535, 65_535), {}, "max_pixels", id="4-gigapixel-jpeg"),
+    pytest.param(png_bytes(12_000, 10_000), {}, "max_decoded_pixels", id="120mp-png"),
+    pytest.param(png_bytes(10_000, 9_000), {}, None, id="90mp-png"),
+    pytest.param(
+        jpeg_header(16_320, 12_240),
+        {
+            "sizes": (Size(name="poster", width=8000, height=8000),),
+            "max_decoded_pixels": 40_000_000,
+        },
+        "max_decoded_pixels",
+        id="a-larger-size-needs-a-larger-decode",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content", "changes", "limit"), DECODED_PIXEL_CASES)
+def test_pixel_limits_count_header_pixels_and_what_decoding_would_allocate(
+    tmp_path, content, changes, limit
+):
+    path = tmp_path / "claimed.img"
+    path.write_bytes(content)
+    allocated_before = pillow_images_allocated()
+    outcome = header_or_failure(path, dataclasses.replace(PipelineConfig(), **changes))
+    assert pillow_images_allocated() == allocated_before
+    if limit is None:
+        assert isinstance(outcome, ImageHeader), outcome
+    else:
+        assert isinstance(outcome, Failure), outcome
+        assert outcome.code == "too_many_pixels"
+        assert f"the {limit} limit" in outcome.message
+
+
+def animation(format_name: str, frames: int) -> bytes:
+    pictures = [Image.new("RGB", (24, 16), (i * 20 % 256, 90, 160)) for i in range(frames)]
+    if format_name == "GIF":
+        pictures = [picture.convert("P") for picture in pictures]
+    return encoded(pictures[0], format_name, save_all=True, append_images=pictures[1:])
+
+
+@pytest.mark.parametrize("format_name", ["GIF", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize(("frames", "refused"), [(12, True), (10, False)])
+def test_more_frames_than_max_frames_is_refused(tmp_path, format_name, frames, refused):
+    path = tmp_path / f"animation.{format_name.lower()}"
+    path.write_bytes(animation(format_name, frames))
+    outcome = header_or_failure(path, PipelineConfig(max_frames=10))
+    if refused:
+        assert isinstance(outcome, Failure), outcome
+        assert outcome.code == "too_many_frames"
+        assert "max_frames" in outcome.message
+    else:
+        assert isinstance(outcome, ImageHeader), outcome
+
+
+def test_webp_cut_short_is_reported_as_truncated_not_damaged(tmp_path):
+    content = encoded(photo_like(200, 150, seed=2), "WEBP")
+    path = tmp_path / "partial.webp"
+    path.write_bytes(content[: len(content) // 2])
+    outcome = header_or_failure(path)
+    assert isinstance(outcome, Failure), outcome
+    assert outcome.code == "truncated"
+    assert f"declares {len(content):,} bytes" in outcome.message
+
+
+def test_damaged_avif_is_named_as_an_avif_image(tmp_path):
+    content = encoded(photo_like(64, 48, seed=2), "AVIF")
+    path = tmp_path / "damaged.avif"
+    path.write_bytes(content[:40] + bytes(200))
+    outcome = header_or_failure(path)
+    assert isinstance(outcome, Failure), outcome
+    assert outcome.code == "decode_error"
+    assert "an AVIF image" in outcome.message
