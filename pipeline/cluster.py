@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 
 import dask
@@ -60,6 +61,23 @@ def start_local_cluster(workers: int | None = None, dashboard_address: str = ":8
     return Connection(client, cluster, owned=True)
 
 
+def _probe(address: str, timeout: float) -> None:
+    """Fail in milliseconds when nothing listens at a tcp:// or tls:// address; distributed
+    itself would retry for the whole connect timeout before saying so."""
+    protocol, _, location = address.rpartition("://")
+    if protocol not in ("tcp", "tls", ""):
+        return
+    host, _, port = location.rpartition(":")
+    if not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: {reason}") from error
+
+
 def connect(
     *,
     client: Client | None = None,
@@ -75,6 +93,7 @@ def connect(
     if client is not None:
         return Connection(client)
     if scheduler is not None:
+        _probe(scheduler, timeout)
         try:
             remote = Client(scheduler, timeout=timeout, security=security, set_as_default=False)
         except TypeError as error:

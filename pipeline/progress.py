@@ -58,6 +58,7 @@ class RedisProgress:
         self._closing = threading.Event()
         self._drained = threading.Event()
         self._cancel_relayed = False
+        self._in_outage = False
         self._last_heartbeat = 0.0
         # What has been sent, to replay if Redis loses the batch: a restart without
         # persistence (as CI's and many caches run) must not leave counts short.
@@ -86,10 +87,11 @@ class RedisProgress:
         self._queue.put(row)
 
     def close(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for everything queued to reach Redis. If it has not, the
-        thread keeps trying in the background for as long as this process lives."""
+        """Wait up to ``timeout_s`` for everything queued to reach Redis (2 s at most while
+        Redis is unreachable). If it has not, the thread keeps trying in the background for as
+        long as this process lives."""
         self._closing.set()
-        delivered = self._drained.wait(timeout_s)
+        delivered = self._drained.wait(min(timeout_s, 2.0) if self._in_outage else timeout_s)
         if not delivered:
             logger.warning(
                 "batch %s: progress store %s still unreachable; the final state will be written "
@@ -123,11 +125,13 @@ class RedisProgress:
                 if outage_reported:
                     logger.warning("batch %s: progress store is back", self.batch_id)
                     outage_reported = False
+                    self._in_outage = False
                 backoff = 0.2
             except ProgressStoreUnavailable as error:
                 if not outage_reported:
                     logger.warning("batch %s: %s; retrying", self.batch_id, error)
                     outage_reported = True
+                    self._in_outage = True
                 time.sleep(backoff)
                 backoff = min(_MAX_BACKOFF_S, backoff * 2)
 
