@@ -1,0 +1,39 @@
+"""CPU seconds spent by a set of processes over a timed window.
+
+On a shared, noisy machine wall time swings with whatever else runs; the CPU time the
+implementation's own processes used swings far less, and it shows overhead directly (a Dask
+scheduler's bookkeeping is CPU that a process pool does not spend).
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+
+def _cpu_of(pids: list[int]) -> dict[int, float]:
+    spent = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        spent[pid] = times.user + times.system
+    return spent
+
+
+class CpuMeter:
+    """``start()`` then ``stop()``: user + system seconds of this process and ``pids``."""
+
+    def __init__(self, pids: list[int]) -> None:
+        # Deduplicated: a LocalCluster's nannies live in this process, the workers' parent.
+        self.pids = sorted({os.getpid(), *pids})
+        self._before: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._before = _cpu_of(self.pids)
+
+    def stop(self) -> float:
+        after = _cpu_of(self.pids)
+        return sum(after[pid] - self._before.get(pid, 0.0) for pid in after)

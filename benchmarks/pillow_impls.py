@@ -1,0 +1,73 @@
+"""Two Pillow implementations for a bare ``ProcessPoolExecutor``.
+
+``bare`` runs thumbflow's own per-image code (header, ``render_sizes``, ``encode``) with no Dask
+around it, so thumbflow's wall time divided by this one is the cost of everything else: the
+scheduler, chunking, hashing, atomic writes, records and the manifest.
+
+``seed`` is how the seed did it and the quality reference: a full decode (no ``draft``), EXIF
+transpose, the embedded colour profile converted to sRGB, and LANCZOS from the full-size
+original to each size separately. It calls no thumbflow code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+from PIL import Image, ImageCms, ImageOps
+
+from benchmarks.spec import CONFIG, ENCODINGS, SIZES, Job, fit, jpeg_quality, webp_settings
+from pipeline.stages.encode import encode
+from pipeline.stages.resize import render_sizes
+from pipeline.stages.validate import read_header
+
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+def bare(job: Job) -> int:
+    """thumbflow's stages on one image; returns the number of files written."""
+    header = read_header(job.source, os.path.getsize(job.source), CONFIG)
+    renders = render_sizes(job.source, header, CONFIG)
+    written = 0
+    for size in SIZES:
+        for encoding in ENCODINGS:
+            job.write(
+                size.name,
+                encoding.extension,
+                encode(renders[size.name], encoding, CONFIG.background),
+            )
+            written += 1
+    return written
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """RGB in sRGB: the seed asked for profiles to be converted, as thumbflow does."""
+    profile = image.info.get("icc_profile")
+    if profile and image.mode in ("RGB", "CMYK"):
+        converted = ImageCms.profileToProfile(image, io.BytesIO(profile), _SRGB, outputMode="RGB")
+        if converted is not None:
+            return converted
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def pillow_bytes(image: Image.Image, extension: str) -> bytes:
+    buffer = io.BytesIO()
+    if extension == "jpg":
+        image.save(buffer, "JPEG", quality=jpeg_quality())
+    else:
+        quality, method = webp_settings()
+        image.save(buffer, "WEBP", quality=quality, method=method)
+    return buffer.getvalue()
+
+
+def seed(job: Job) -> int:
+    with Image.open(job.source) as opened:
+        upright = ImageOps.exif_transpose(opened)  # decodes the whole image, no draft
+    original = _to_srgb(upright)
+    written = 0
+    for size in SIZES:
+        resized = original.resize(fit(*original.size, size), Image.Resampling.LANCZOS)
+        for encoding in ENCODINGS:
+            job.write(size.name, encoding.extension, pillow_bytes(resized, encoding.extension))
+            written += 1
+    return written
