@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import redis
 from PIL import Image, ImageOps
 
+import pipeline
 from pipeline.config import PipelineConfig
 from pipeline.redis_store import batch_key
 
@@ -74,3 +77,25 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, step: float
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(step)
+
+
+def run_killing_a_worker(
+    client: Any, folder: Path, output: Path, redis_url: str
+) -> tuple[pipeline.BatchHandle, pipeline.BatchReport]:
+    """Submit a batch, SIGKILL one worker process once five images are done, wait for the end."""
+    handle = pipeline.submit([folder], output, client=client, redis_url=redis_url)
+    wait_until(lambda: handle.status().ok >= 5)
+    os.kill(next(iter(client.run(os.getpid).values())), signal.SIGKILL)
+    return handle, handle.result()
+
+
+def assert_exact_after_a_kill(
+    handle: pipeline.BatchHandle, report: pipeline.BatchReport, redis_url: str, output: Path
+) -> None:
+    """Every image counted once, in the manifest and in Redis, and nothing half-written."""
+    total = report.status.total
+    assert report.status.ok == total
+    assert manifest_counts(report.manifest) == dict.fromkeys(COUNTERS, 0) | {"ok": total}
+    assert redis_counts(redis_url, handle.batch_id)["ok"] == total
+    assert sorted(row["index"] for row in read_rows(report.manifest)) == list(range(total))
+    assert leftover_temporaries(output) == []

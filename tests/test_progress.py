@@ -20,10 +20,11 @@ import pipeline
 from pipeline.redis_store import batch_key, events_key, images_key
 from pipeline.samples import SampleSet
 from tests.helpers import (
+    assert_exact_after_a_kill,
     leftover_temporaries,
     manifest_counts,
-    read_rows,
     redis_counts,
+    run_killing_a_worker,
     stored,
     wait_until,
 )
@@ -185,23 +186,9 @@ def test_worker_killed_mid_batch_still_gives_exact_counts(
         Client(cluster, set_as_default=False) as client,
         get_task_stream(client) as stream,
     ):
-        handle = pipeline.submit([many], tmp_path, client=client, redis_url=redis_url)
-        wait_until(lambda: handle.status().ok >= 5)
-        victim = next(iter(client.run(os.getpid).values()))
-        os.kill(victim, signal.SIGKILL)
-        report = handle.result()
+        handle, report = run_killing_a_worker(client, many, tmp_path, redis_url)
     keys = [record["key"] for record in stream.data]
-    assert report.status.ok == 40
-    assert manifest_counts(report.manifest) == {
-        "ok": 40,
-        "duplicate": 0,
-        "failed": 0,
-        "cancelled": 0,
-    }
-    assert redis_counts(redis_url, handle.batch_id)["ok"] == 40
-    rows = read_rows(report.manifest)
-    assert sorted(row["index"] for row in rows) == list(range(40))
-    assert leftover_temporaries(tmp_path) == []
+    assert_exact_after_a_kill(handle, report, redis_url, tmp_path)
     reran = len(keys) - len(set(keys))
     print(f"worker kill: {reran} of {len(set(keys))} tasks ran twice")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import zlib
@@ -20,10 +19,12 @@ from pipeline.config import PipelineConfig
 from pipeline.samples import SampleSet
 from tests.dask_processes import DaskCluster, dask_cluster
 from tests.helpers import (
+    assert_exact_after_a_kill,
     leftover_temporaries,
     manifest_counts,
     read_rows,
     redis_counts,
+    run_killing_a_worker,
     stored,
     wait_until,
 )
@@ -119,20 +120,9 @@ def test_worker_killed_mid_batch_on_a_real_cluster(
     shared: DaskCluster, many: Path, redis_url: str, tmp_path: Path
 ) -> None:
     with Client(shared.address, timeout=10) as client:
-        handle = pipeline.submit([many], tmp_path, client=client, redis_url=redis_url)
-        wait_until(lambda: handle.status().ok >= 5)
-        os.kill(next(iter(client.run(os.getpid).values())), signal.SIGKILL)
-        report = handle.result()
+        handle, report = run_killing_a_worker(client, many, tmp_path, redis_url)
         client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
-    assert report.status.ok == 40
-    assert manifest_counts(report.manifest) == {
-        "ok": 40,
-        "duplicate": 0,
-        "failed": 0,
-        "cancelled": 0,
-    }
-    assert redis_counts(redis_url, handle.batch_id)["ok"] == 40
-    assert leftover_temporaries(tmp_path) == []
+    assert_exact_after_a_kill(handle, report, redis_url, tmp_path)
 
 
 def test_detached_batch_outlives_its_submitter_and_stays_exact(
