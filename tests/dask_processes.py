@@ -62,7 +62,9 @@ class DaskCluster:
         """``prefix`` runs the worker under another command, e.g. in its own mount namespace."""
         worker = self._spawn(
             "worker", self.address, "--nthreads", "1", "--memory-limit", memory_limit,
-            "--dashboard-address", ":0", *args, env=env, prefix=prefix,
+            "--dashboard-address", ":0",
+            # if a test dies before stopping it, the worker leaves once its scheduler is gone
+            "--death-timeout", "60", *args, env=env, prefix=prefix,
         )  # fmt: skip
         self.workers.append(worker)
         return worker
