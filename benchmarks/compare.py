@@ -29,6 +29,7 @@ class Comparison:
     workload: Workload
     walls: dict[str, list[float]]
     cpus: dict[str, list[float]]
+    others: dict[str, list[float]]  # cores' worth of other work during each run
     notes: dict[str, str]
     checks: dict[str, Summary]
 
@@ -40,6 +41,7 @@ def run(workload: Workload, names: list[str], rounds: int, scratch: Path, warm: 
     read_through(workload.sources)
     walls: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in names}
+    others: dict[str, list[float]] = {name: [] for name in names}
     notes: dict[str, str] = {}
     kept: dict[str, Outputs] = {}
     for round_number in range(rounds):
@@ -53,6 +55,7 @@ def run(workload: Workload, names: list[str], rounds: int, scratch: Path, warm: 
                 result = runners.run_pool(POOLS[name], workload.sources, out, warm)
             walls[name].append(result.wall_s)
             cpus[name].append(result.cpu_s)
+            others[name].append(result.others_s / result.wall_s)
             if result.note:
                 notes[name] = result.note
             progress(
@@ -66,7 +69,7 @@ def run(workload: Workload, names: list[str], rounds: int, scratch: Path, warm: 
     checks = verify(workload.sources, kept, SEED)
     for name in names:
         runners.remove(scratch / f"{workload.name}-{name}-{rounds - 1}")
-    return Comparison(workload, walls, cpus, notes, checks)
+    return Comparison(workload, walls, cpus, others, notes, checks)
 
 
 def _psnr_cell(summary: Summary, reference: bool) -> str:
@@ -97,6 +100,7 @@ def results_table(comparison: Comparison) -> str:
                 " / ".join(f"{w:.2f}" for w in comparison.walls[name]),
                 f"{median(comparison.cpus[name]) / count * 1000:.0f}",
                 f"{thumbflow_cpu / median(comparison.cpus[name]):.2f}",
+                " / ".join(f"{load:.1f}" for load in comparison.others[name]),
                 f"{summary.found}/{summary.expected}",
                 summary.max_size_difference,
                 _psnr_cell(summary, name == SEED),
@@ -113,6 +117,7 @@ def results_table(comparison: Comparison) -> str:
         "walls per round, s",
         "CPU ms/image",
         "thumbflow CPU ÷ this",
+        "other work, cores, per round",
         "outputs",
         "max Δpx vs seed",
         "min PSNR dB vs seed (where)",

@@ -39,6 +39,7 @@ Outputs = dict[str, dict[Derivative, str]]
 class Run:
     wall_s: float
     cpu_s: float  # user + system of every process taking part: this one and the workers
+    others_s: float  # CPU seconds that other work on the machine took meanwhile
     outputs: Outputs
     note: str = ""
 
@@ -93,7 +94,8 @@ def run_thumbflow(
         connection.close()
     status = report.status
     note = "" if status.ok == status.total else f"{status.total - status.ok} not ok"
-    return Run(wall, cpu, thumbflow_outputs(report.manifest, out), note), report
+    outputs = thumbflow_outputs(report.manifest, out)
+    return Run(wall, cpu, meter.others_s, outputs, note), report
 
 
 def _warm_call(impl: PoolImpl, job: Job) -> int:
@@ -135,7 +137,8 @@ def run_pool(
         cpu = meter.stop()
     outputs = {job.source: {d: job.path(*d) for d in DERIVATIVES} for job in jobs}
     expected = len(jobs) * len(DERIVATIVES)
-    return Run(wall, cpu, outputs, "" if written == expected else f"wrote {written} of {expected}")
+    note = "" if written == expected else f"wrote {written} of {expected}"
+    return Run(wall, cpu, meter.others_s, outputs, note)
 
 
 def remove(path: Path) -> None:

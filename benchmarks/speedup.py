@@ -19,6 +19,7 @@ def run(workload: Workload, rounds: int, scratch: Path, warm: str) -> str:
     read_through(workload.sources)
     counts = [1, 2]
     walls: dict[int, list[float]] = {count: [] for count in counts}
+    others: dict[int, list[float]] = {count: [] for count in counts}
     for round_number in range(rounds):
         order = counts if round_number % 2 == 0 else counts[::-1]
         for workers in order:
@@ -26,6 +27,7 @@ def run(workload: Workload, rounds: int, scratch: Path, warm: str) -> str:
             result, _ = runners.run_thumbflow(workload.sources, out, warm, workers=workers)
             runners.remove(out)
             walls[workers].append(result.wall_s)
+            others[workers].append(result.others_s / result.wall_s)
             progress(
                 f"  round {round_number + 1}/{rounds}, {workers} worker(s): {result.wall_s:.2f} s"
             )
@@ -35,12 +37,22 @@ def run(workload: Workload, rounds: int, scratch: Path, warm: str) -> str:
             f"{median(walls[workers]):.2f}",
             f"{len(workload.sources) / median(walls[workers]):.2f}",
             " / ".join(f"{w:.2f}" for w in walls[workers]),
+            " / ".join(f"{load:.1f}" for load in others[workers]),
         ]
         for workers in counts
     ]
     ratio = median(walls[1]) / median(walls[2])
     lines = [
-        table(["workers", "wall s (median)", "images/s", "walls per round, s"], rows),
+        table(
+            [
+                "workers",
+                "wall s (median)",
+                "images/s",
+                "walls per round, s",
+                "other work, cores, per round",
+            ],
+            rows,
+        ),
         "",
         table(
             ["target", "measured", "verdict"],
