@@ -226,7 +226,7 @@ class BatchRun:
         with self._lock:
             self._held.pop(future.key, None)
 
-    def _resolve_hashed_in_order(self) -> list[tuple[int, Future[Any], frozenset[int]]]:
+    def _resolve_hashed_in_order(self) -> list[tuple[int, list[ImageWork], frozenset[int]]]:
         """Resolve duplicates chunk by chunk in input order, so the first of identical inputs
         is always the earliest one, however the hash tasks happened to finish."""
         chained = []
@@ -238,9 +238,10 @@ class BatchRun:
             if future.status == "error":
                 self._chunk_failed(chunk, "hash", future.exception())
                 continue
-            keep = self._resolve_duplicates(future.result())
+            hashed = future.result()
+            keep = self._resolve_duplicates(hashed)
             if keep:
-                chained.append((chunk, future, keep))
+                chained.append((chunk, [work for work in hashed if work.index in keep], keep))
                 self._chunk_members[chunk] = sorted(keep)
             else:
                 self._chunk_members.pop(chunk, None)
@@ -266,7 +267,7 @@ class BatchRun:
         self._submit(tasks, completions)
 
     def _submit_chains(
-        self, chained: list[tuple[int, Future[Any], frozenset[int]]], completions: as_completed
+        self, chained: list[tuple[int, list[ImageWork], frozenset[int]]], completions: as_completed
     ) -> None:
         tasks = [self._graph.process_tasks(chunk, hashed, keep) for chunk, hashed, keep in chained]
         self._submit(tasks, completions)
