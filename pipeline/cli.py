@@ -61,6 +61,12 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--webp-method", type=int, default=4, help="0 fast .. 6 small (default 4)")
     parser.add_argument("--avif-speed", type=int, default=8, help="0 slow .. 10 fast (default 8)")
+    parser.add_argument(
+        "--jpeg-progressive", action="store_true", help="progressive JPEG (a few %% smaller)"
+    )
+    parser.add_argument(
+        "--jpeg-optimize", action="store_true", help="optimised Huffman tables (a few %% smaller)"
+    )
     limits = parser.add_argument_group("limits and fidelity (checked from the header)")
     limits.add_argument(
         "--max-pixels", type=float, metavar="MP", help="refuse headers over this (default 300)"
@@ -168,6 +174,8 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
             quality=e.quality,
             webp_method=args.webp_method,
             avif_speed=args.avif_speed,
+            jpeg_progressive=args.jpeg_progressive,
+            jpeg_optimize=args.jpeg_optimize,
         )
         for e in encodings
     )

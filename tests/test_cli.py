@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli import build_parser, config_from, main
 from pipeline.samples import SampleSet
 from tests.helpers import leftover_temporaries, read_rows
 
@@ -58,6 +58,20 @@ def test_sizes_formats_and_quality_are_configurable(samples: SampleSet, tmp_path
         ("wide", "webp"): (150, 100),
         ("wide", "avif"): (150, 100),
     }
+
+
+def test_encoder_speed_knobs_reach_every_encoding() -> None:
+    args = build_parser().parse_args(
+        [
+            "run", "in", "-o", "out", "--format", "jpeg", "--format", "webp:70",
+            "--webp-method", "2", "--avif-speed", "6", "--jpeg-progressive", "--jpeg-optimize",
+        ]
+    )  # fmt: skip
+    jpeg, webp = config_from(args).encodings
+    assert (jpeg.format, jpeg.jpeg_progressive, jpeg.jpeg_optimize) == ("jpeg", True, True)
+    assert (webp.format, webp.quality, webp.webp_method, webp.avif_speed) == ("webp", 70, 2, 6)
+    defaults = config_from(build_parser().parse_args(["run", "in", "-o", "out"])).encodings
+    assert [e.jpeg_progressive or e.jpeg_optimize for e in defaults] == [False, False]
 
 
 @pytest.mark.parametrize(
