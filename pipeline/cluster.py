@@ -24,7 +24,8 @@ LOCAL_CLUSTER_CONFIG = {
 
 @dataclass
 class Connection:
-    """A client and whether closing it (and its cluster) is ours to do."""
+    """A client, the LocalCluster it talks to if that runs in this process, and whether closing
+    them is ours to do."""
 
     client: Client
     cluster: LocalCluster | None = None
@@ -91,7 +92,11 @@ def connect(
     if client is not None and scheduler is not None:
         raise ConfigError("give either client= or scheduler=, not both")
     if client is not None:
-        return Connection(client)
+        # A client of a LocalCluster in this process: its workers were started from this
+        # interpreter, so they import this thumbflow and see these files (preflight is moot),
+        # and the cluster ends with this process (so it cannot run a detached batch).
+        local = client.cluster if isinstance(client.cluster, LocalCluster) else None
+        return Connection(client, local)
     if scheduler is not None:
         _probe(scheduler, timeout)
         try:

@@ -201,6 +201,30 @@ def test_own_local_cluster_is_started_and_closed(samples: SampleSet, tmp_path: P
     assert now <= before, "worker processes outlived the batch"
 
 
+def test_a_client_of_a_local_cluster_in_this_process_is_not_preflighted(
+    samples: SampleSet,
+    cluster_client: Client,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its workers were spawned from this interpreter: asking them which thumbflow they import
+    and whether they see our files would only cost round trips. And since the cluster ends with
+    this process, it cannot hold a detached batch."""
+
+    def preflight(*_: object, **__: object) -> None:
+        raise AssertionError("preflight ran against an in-process LocalCluster")
+
+    monkeypatch.setattr("pipeline.api.check_versions", preflight)
+    monkeypatch.setattr("pipeline.api.check_paths_visible", preflight)
+    report = pipeline.run(samples.images[:1], tmp_path, client=cluster_client)
+    assert report.status.ok == 1
+    with pytest.raises(pipeline.ConfigError, match="outlives this process"):
+        pipeline.submit(
+            samples.images[:1], tmp_path, client=cluster_client, detached=True, redis_url=redis_url
+        )
+
+
 def test_input_folder_can_be_moved_after_hashing_without_crashing(
     samples: SampleSet, cluster_client: Client, tmp_path: Path
 ) -> None:
