@@ -1,4 +1,4 @@
-"""``python -m benchmarks [compare|speedup|memory|scale|encoders|ab|machine] [options]``.
+"""``python -m benchmarks [compare|speedup|memory|scale|encoders|resampling|ab|machine] [options]``.
 
 With no subcommand it runs ``compare``: thumbflow, a bare ProcessPool of thumbflow's stages,
 the seed-style reference and the optional peers on the corpus photos and on 2,000 generated web
@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import ab, compare, encoders, machine, memory, scale, speedup
+from benchmarks import ab, compare, encoders, machine, memory, resampling, scale, speedup
 from benchmarks.implementations import ALL, POOLS, SEED, THUMBFLOW
 from benchmarks.report import progress
 from benchmarks.workloads import BIGGEST_PHOTO, CORPUS, default_cache, photos, warm_image, web
@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
 
     knobs = commands.add_parser("encoders", help="encoder speed knobs: CPU vs bytes, photos")
     knobs.add_argument("--photos", type=int, help="only the first N photos (default: all 25)")
+
+    filters = commands.add_parser("resampling", help="cheaper filters: CPU saved vs PSNR lost")
+    filters.add_argument("--photos", type=int, help="only the first N photos (default: all 25)")
 
     other = commands.add_parser("ab", help="thumbflow here vs in another checkout, interleaved")
     other.add_argument(
@@ -132,6 +135,10 @@ def main() -> None:
             chosen = photos(args.corpus).sources[: args.photos]
             print(f"## encoder settings on {len(chosen)} photos' derivatives (default sizes)\n")
             print(encoders.run(chosen) + "\n")
+        elif command == "resampling":
+            chosen = photos(args.corpus).sources[: args.photos]
+            print(f"## resampling filters on {len(chosen)} photos (default sizes)\n")
+            print(resampling.run(chosen) + "\n")
         elif command == "scale":
             print(f"## scale: {args.count:,} small images vs a tenth of them\n")
             print(scale.run(args.cache, args.count, warm) + "\n")
