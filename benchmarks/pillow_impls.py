@@ -17,6 +17,7 @@ import os
 from PIL import Image, ImageCms, ImageOps
 
 from benchmarks.spec import CONFIG, ENCODINGS, SIZES, Job, fit, jpeg_quality, webp_settings
+from pipeline.config import Encoding
 from pipeline.stages.encode import encode
 from pipeline.stages.resize import render_sizes
 from pipeline.stages.validate import read_header
@@ -25,17 +26,19 @@ _SRGB = ImageCms.createProfile("sRGB")
 
 
 def bare(job: Job) -> int:
-    """thumbflow's stages on one image; returns the number of files written."""
+    """thumbflow's stages on one image; returns the number of files written. Like thumbflow's
+    encode task, it encodes a render shared by several sizes (a source smaller than their
+    boxes) once per format, so that the ratio of the two measures Dask and bookkeeping only."""
     header = read_header(job.source, os.path.getsize(job.source), CONFIG)
     renders = render_sizes(job.source, header, CONFIG)
+    encoded: dict[tuple[int, Encoding], bytes] = {}
     written = 0
     for size in SIZES:
+        image = renders[size.name]
         for encoding in ENCODINGS:
-            job.write(
-                size.name,
-                encoding.extension,
-                encode(renders[size.name], encoding, CONFIG.background),
-            )
+            if (id(image), encoding) not in encoded:
+                encoded[id(image), encoding] = encode(image, encoding, CONFIG.background)
+            job.write(size.name, encoding.extension, encoded[id(image), encoding])
             written += 1
     return written
 
