@@ -63,10 +63,16 @@ def pillow_bytes(image: Image.Image, extension: str) -> bytes:
     return buffer.getvalue()
 
 
+def full_decode(source: str) -> Image.Image:
+    """The whole image (no ``draft``), turned upright, in sRGB: the seed's starting point and
+    the pixels every fidelity comparison is made against."""
+    with Image.open(source) as opened:
+        upright = ImageOps.exif_transpose(opened)
+    return _to_srgb(upright)
+
+
 def seed(job: Job) -> int:
-    with Image.open(job.source) as opened:
-        upright = ImageOps.exif_transpose(opened)  # decodes the whole image, no draft
-    original = _to_srgb(upright)
+    original = full_decode(job.source)
     written = 0
     for size in SIZES:
         resized = original.resize(fit(*original.size, size), Image.Resampling.LANCZOS)

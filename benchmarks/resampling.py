@@ -10,14 +10,14 @@ cascade alone (the decode is the same for every filter).
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image
 
+from benchmarks.pillow_impls import full_decode
 from benchmarks.report import progress, table
 from benchmarks.spec import CONFIG
 from benchmarks.verify import psnr
@@ -31,19 +31,6 @@ FILTERS = (
     Image.Resampling.BILINEAR,
 )
 MIN_PSNR_DB = 38.0  # issue 5's bar, and tests/test_fidelity.py's
-_SRGB = ImageCms.createProfile("sRGB")
-
-
-def full_decode_reference(photo: str) -> Image.Image:
-    """The whole image, upright, in sRGB, RGB: what every size is compared against."""
-    with Image.open(photo) as opened:
-        upright = ImageOps.exif_transpose(opened)
-    profile = upright.info.get("icc_profile")
-    if profile and upright.mode in ("RGB", "CMYK"):
-        converted = ImageCms.profileToProfile(upright, io.BytesIO(profile), _SRGB, outputMode="RGB")
-        if converted is not None:
-            return converted
-    return upright.convert("RGB")
 
 
 def run(photos: list[str]) -> str:
@@ -51,7 +38,7 @@ def run(photos: list[str]) -> str:
     lowest: dict[tuple[Image.Resampling, str], tuple[float, str]] = {}
     for number, photo in enumerate(photos, 1):
         progress(f"  resampling: {number}/{len(photos)} {Path(photo).name}")
-        reference = full_decode_reference(photo)
+        reference = full_decode(photo)
         header = read_header(photo, os.path.getsize(photo), CONFIG)
         for resampling in FILTERS:
             decoded = decode(photo, header, CONFIG)
