@@ -76,7 +76,14 @@ def _psnr_cell(summary: Summary, reference: bool) -> str:
     if reference:
         return "reference"
     value, where = summary.min_psnr
+    if value == math.inf:
+        return "identical files"  # every derivative decodes to exactly the seed's pixels
     return f"{value:.1f} ({where})" if math.isfinite(value) else f"{value} ({where})"
+
+
+def _median_psnr_cell(summary: Summary) -> str:
+    value = summary.median_psnr
+    return "identical" if value == math.inf else f"{value:.1f}"
 
 
 def results_table(comparison: Comparison) -> str:
@@ -104,7 +111,7 @@ def results_table(comparison: Comparison) -> str:
                 f"{summary.found}/{summary.expected}",
                 summary.max_size_difference,
                 _psnr_cell(summary, name == SEED),
-                "" if name == SEED else f"{summary.median_psnr:.1f}",
+                "" if name == SEED else _median_psnr_cell(summary),
             ]
         )
     headers = [
