@@ -26,6 +26,7 @@ from typing import Any
 
 from distributed import Future, KilledWorker, as_completed, performance_report, span
 
+from pipeline.cancellation import running_tasks
 from pipeline.cluster import Connection
 from pipeline.config import PipelineConfig
 from pipeline.dedup import DuplicateTracker
@@ -360,6 +361,8 @@ class BatchRun:
         except Exception as error:
             logger.exception("batch %s: could not finish the manifest", self.batch_id)
             self._error = self._error or error
+        if self._cancel_requested and self._error is None:
+            self._wait_until_no_task_runs()
         with self._lock:
             self._elapsed = time.monotonic() - self._started
             if self._error is not None:
@@ -374,6 +377,30 @@ class BatchRun:
             self.connection.close()
             _running.discard(self)
             self._finished.set()
+
+    def _wait_until_no_task_runs(self) -> None:
+        """``client.cancel`` drops queued tasks, but one that is running runs on until it reaches
+        its next image or file. Wait for those too, so that once cancel returns nothing of the
+        batch runs anywhere: the cluster can be closed at once without cutting a write short."""
+        deadline = time.monotonic() + CANCEL_SETTLE_S
+        while True:
+            try:
+                running = self.connection.client.run(
+                    running_tasks, self.batch_id, on_error="return"
+                )
+            except Exception as error:  # the cluster is going away: nothing is left to wait for
+                logger.debug("batch %s: cannot ask the workers (%s)", self.batch_id, error)
+                return
+            if not any(isinstance(count, int) and count for count in running.values()):
+                return
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "batch %s: tasks still running %.0f s after cancel",
+                    self.batch_id,
+                    CANCEL_SETTLE_S,
+                )
+                return
+            time.sleep(0.05)
 
     def _publish_summary(self) -> None:
         """The report beside the manifest, and the final state in the progress store."""
@@ -394,6 +421,9 @@ class BatchRun:
 
 # How long the end of a batch waits for the progress store to take its final state.
 PROGRESS_FLUSH_S = 10.0
+# How long a cancelled batch waits for its running tasks to stop (each checks before every image
+# and file it writes, so this is at most one image's decode or encode in practice).
+CANCEL_SETTLE_S = 30.0
 
 _running: weakref.WeakSet[BatchRun] = weakref.WeakSet()
 

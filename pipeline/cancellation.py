@@ -5,11 +5,16 @@ end and its result is thrown away (DESIGN.md). For us "its end" could mean dozen
 encoded and written after the user pressed cancel. The worker does know, though: when the
 scheduler releases a task it is executing, the worker marks it ``cancelled`` while it runs on.
 Reading that mark is a local dictionary lookup, cheap enough to do before every file we write.
+``running_tasks`` counts, on one worker, the tasks of a batch still running: the driver waits
+for zero everywhere before a cancelled batch reports that it has settled.
 """
 
 from __future__ import annotations
 
-from distributed import get_worker
+from distributed import Worker, get_worker
+
+# A task that is released while it runs goes on running in the "cancelled" state until it ends.
+_RUNNING_STATES = frozenset({"executing", "long-running", "cancelled", "resumed"})
 
 
 class TaskCancelled(Exception):
@@ -26,3 +31,15 @@ def current_task_cancelled() -> bool:
     key = worker.get_current_task()
     task = worker.state.tasks.get(key)
     return task is None or task.state == "cancelled"
+
+
+def running_tasks(token: str, dask_worker: Worker) -> int:
+    """How many tasks of the batch ``token`` this worker is still running, cancelled ones
+    included. Called through ``client.run`` (which passes ``dask_worker``), so it reads the
+    worker's state on its own event loop."""
+    suffix = f"-{token}"
+    return sum(
+        1
+        for key, task in dask_worker.state.tasks.items()
+        if task.state in _RUNNING_STATES and isinstance(key, tuple) and str(key[0]).endswith(suffix)
+    )

@@ -11,6 +11,7 @@ import pytest
 from distributed import Client, get_task_stream
 
 import pipeline
+from pipeline.cancellation import running_tasks
 from pipeline.config import Encoding, PipelineConfig
 from pipeline.samples import SampleSet, photo_like
 from tests.helpers import assert_derivatives_fit, leftover_temporaries, read_rows
@@ -161,6 +162,9 @@ def test_cancel_settles_every_image_and_writes_nothing_afterwards(
     while handle.status().ok == 0:
         time.sleep(0.02)
     final = handle.cancel()
+    # cancel returns once nothing of the batch runs anywhere, not only once it is dropped
+    assert sum(cluster_client.run(running_tasks, handle.batch_id).values()) == 0
+    assert leftover_temporaries(output) == []
     assert final.state == "cancelled"
     assert final.cancelled > 0
     assert final.ok + final.duplicate + final.failed + final.cancelled == final.total == 40
