@@ -9,6 +9,8 @@ thumbnail.
 from __future__ import annotations
 
 import io
+import logging
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image
@@ -16,6 +18,8 @@ from PIL import Image
 from pipeline.config import Encoding
 from pipeline.stages.colour import profile_fits
 from pipeline.stages.metadata import NOTHING, Carried
+
+logger = logging.getLogger(__name__)
 
 
 def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -58,6 +62,28 @@ def _metadata_arguments(carried: Carried, mode: str) -> dict[str, Any]:
     }
 
 
+# A JPEG marker segment holds at most 65,533 bytes; XMP shares its segment with a 29-byte
+# namespace. (Pillow splits a long ICC profile over several segments, but not EXIF or XMP.)
+JPEG_MAX_EXIF = 65_533
+JPEG_MAX_XMP = 65_533 - 29
+
+
+def _fitting_jpeg(carried: Carried) -> Carried:
+    """``carried`` without the EXIF or XMP a JPEG cannot hold: a PNG or WebP source may carry
+    a longer XMP (editing history) than one JPEG segment. The JPEG goes without it, the other
+    formats keep it, and the image is not lost over its metadata."""
+    exif = carried.exif if len(carried.exif) <= JPEG_MAX_EXIF else b""
+    xmp = carried.xmp if len(carried.xmp) <= JPEG_MAX_XMP else b""
+    if (exif, xmp) == (carried.exif, carried.xmp):
+        return carried
+    logger.info(
+        "EXIF of %d bytes, XMP of %d: what is over 64 KB is left out of the JPEG",
+        len(carried.exif),
+        len(carried.xmp),
+    )
+    return replace(carried, exif=exif, xmp=xmp)
+
+
 def encode(
     image: Image.Image,
     encoding: Encoding,
@@ -75,7 +101,7 @@ def encode(
             optimize=encoding.jpeg_optimize,
             progressive=encoding.jpeg_progressive,
             comment=b"",  # the JPEG plugin would copy a source's comment from ``info``
-            **_metadata_arguments(carried, output.mode),
+            **_metadata_arguments(_fitting_jpeg(carried), output.mode),
         )
     elif encoding.format == "webp":
         output = _colour_modes(image)

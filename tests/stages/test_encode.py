@@ -12,6 +12,7 @@ from PIL import Image, ImageCms
 from pipeline.config import Encoding, PipelineConfig
 from pipeline.samples import photo_like
 from pipeline.stages.encode import encode
+from pipeline.stages.metadata import Carried
 from pipeline.stages.resize import render_sizes
 from pipeline.stages.validate import read_header
 
@@ -129,3 +130,27 @@ def test_lower_quality_gives_fewer_bytes(format_name):
     low = encode(image, Encoding.parse(f"{format_name}:30"), WHITE)
     high = encode(image, Encoding.parse(f"{format_name}:95"), WHITE)
     assert len(low) < len(high)
+
+
+def xmp_of(size_bytes: int) -> bytes:
+    head = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><!-- editing history: '
+    tail = b" --></x:xmpmeta>"
+    return head + b"h" * (size_bytes - len(head) - len(tail)) + tail
+
+
+@pytest.mark.parametrize("format_name", ["jpeg", "webp", "avif"])
+def test_kept_xmp_travels(format_name):
+    xmp = xmp_of(20_000)
+    encoded = encode(working_image("RGB"), Encoding.parse(format_name), WHITE, Carried(xmp=xmp))
+    assert opened(encoded).info.get("xmp") == xmp
+
+
+def test_xmp_longer_than_a_jpeg_segment_is_left_out_of_the_jpeg_only():
+    """A PNG's XMP can be any length; a JPEG segment holds 64 KB. The JPEG is written without
+    it (not failed), the WebP keeps it."""
+    xmp = xmp_of(90_000)
+    carried = Carried(exif=Image.Exif().tobytes(), xmp=xmp)
+    jpeg = opened(encode(working_image("RGB"), Encoding.parse("jpeg"), WHITE, carried))
+    webp = opened(encode(working_image("RGB"), Encoding.parse("webp"), WHITE, carried))
+    assert "xmp" not in jpeg.info
+    assert webp.info.get("xmp") == xmp
