@@ -186,8 +186,14 @@ def check_quickstart(notebook: nbformat.NotebookNode, cwd: Path) -> tuple[str, s
     assert 'data-status="failed"' in shown
     chart = [o for o in outputs(notebook, "timings") if "data" in o]
     assert any("application/vnd.bokehjs_exec.v0+json" in o.data for o in chart)
+    scripts = "".join(str(o.data.get("application/javascript", "")) for o in chart)
+    assert "Bokeh" in scripts
+    assert "cdn.bokeh.org" not in scripts  # BokehJS is in the notebook, not downloaded
     assert "Dask dashboard: http" in stdout(notebook, "cluster")
     assert 'data-state="cancelled"' in html(notebook, "cancel")
+    # cancel waited for the running tasks, so closing the cluster interrupts none of them
+    closing = "".join(o.text for o in outputs(notebook, "close") if o.get("name") == "stderr")
+    assert "CancelledError" not in closing
 
     manifests = cwd / "thumbflow-quickstart" / "derivatives" / "manifests"
     statuses = [row["status"] for row in read_rows(manifests / f"{second}.jsonl")]

@@ -16,7 +16,8 @@ def timing_chart(report: BatchReport) -> bokeh.plotting.figure:
 
     The median shows the usual cost of a step, the 95th percentile its slow tail (a few camera
     photos among thumbnails), and the totals which step to speed up first. Show it with
-    ``bokeh.io.output_notebook()`` then ``bokeh.io.show(chart)``.
+    ``bokeh.io.output_notebook(bokeh.resources.INLINE)`` (BokehJS inside the notebook, so
+    it shows offline) then ``bokeh.io.show(chart)``.
     """
     from bokeh.models import ColumnDataSource, DataRange1d, FactorRange, HoverTool
     from bokeh.plotting import figure
