@@ -30,6 +30,7 @@ POOLS: dict[str, PoolImpl] = {
     impl.name: impl
     for impl in (
         PoolImpl("bare", "thumbflow's stages, bare ProcessPool(2)", pillow_impls.bare),
+        PoolImpl("tasks", "thumbflow's task functions, bare ProcessPool(2)", pillow_impls.tasks),
         PoolImpl(SEED, "seed-style Pillow, ProcessPool(2)", pillow_impls.seed),
         PoolImpl(
             "opencv",

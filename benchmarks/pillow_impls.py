@@ -1,8 +1,13 @@
-"""Two Pillow implementations for a bare ``ProcessPoolExecutor``.
+"""Pillow implementations for a bare ``ProcessPoolExecutor``.
 
 ``bare`` runs thumbflow's own per-image code (header, ``render_sizes``, ``encode``) with no Dask
 around it, so thumbflow's wall time divided by this one is the cost of everything else: the
 scheduler, chunking, hashing, atomic writes, records and the manifest.
+
+``tasks`` runs thumbflow's four task functions themselves (hash, validate, resize, encode: the
+hashing, atomic writes and records included) one image at a time, without Dask. It splits that
+cost in two: ``tasks`` ÷ ``bare`` is thumbflow's own bookkeeping on the workers, thumbflow ÷
+``tasks`` is Dask's (scheduler, client, worker machinery) and the driver's manifest.
 
 ``seed`` is how the seed did it and the quality reference: a full decode (no ``draft``), EXIF
 transpose, the embedded colour profile converted to sRGB, and LANCZOS from the full-size
@@ -17,10 +22,13 @@ import os
 from PIL import Image, ImageCms, ImageOps
 
 from benchmarks.spec import CONFIG, ENCODINGS, SIZES, Job, fit, jpeg_quality, webp_settings
-from pipeline.config import Encoding
+from pipeline.config import FILE_EXTENSIONS, Encoding
+from pipeline.records import OutputFile
 from pipeline.stages.encode import encode
 from pipeline.stages.resize import render_sizes
 from pipeline.stages.validate import read_header
+from pipeline.storage import OutputRoot
+from pipeline.tasks import encode_chunk, hash_chunk, resize_chunk, validate_chunk
 
 _SRGB = ImageCms.createProfile("sRGB")
 
@@ -41,6 +49,26 @@ def bare(job: Job) -> int:
             job.write(size.name, encoding.extension, encoded[id(image), encoding])
             written += 1
     return written
+
+
+def tasks(job: Job) -> int:
+    """thumbflow's task functions on one image; returns the number of derivatives written.
+    They write content-addressed files under the job's folder; each is then linked to the
+    path the checks look for (a hard link: microseconds, no copy)."""
+    root = OutputRoot(job.folder)
+    hashed = hash_chunk([(job.index, job.source)])
+    validated = validate_chunk(hashed, frozenset({job.index}), CONFIG, root)
+    (result,) = encode_chunk(resize_chunk(validated, CONFIG), CONFIG, root)
+    for output in result.outputs:
+        target = job.path(output.size, _extension(output))
+        if os.path.exists(target):  # the warm-up runs one job several times
+            os.unlink(target)
+        os.link(os.path.join(job.folder, output.path), target)
+    return len(result.outputs)
+
+
+def _extension(output: OutputFile) -> str:
+    return FILE_EXTENSIONS[output.format]
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:
