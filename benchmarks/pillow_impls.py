@@ -60,10 +60,11 @@ def tasks(job: Job) -> int:
     validated = validate_chunk(hashed, frozenset({job.index}), CONFIG, root)
     (result,) = encode_chunk(resize_chunk(validated, CONFIG), CONFIG, root)
     for output in result.outputs:
+        # Linked then renamed: the warm-up runs one job in both workers at once.
         target = job.path(output.size, _extension(output))
-        if os.path.exists(target):  # the warm-up runs one job several times
-            os.unlink(target)
-        os.link(os.path.join(job.folder, output.path), target)
+        linked = f"{target}.{os.getpid()}"
+        os.link(os.path.join(job.folder, output.path), linked)
+        os.replace(linked, target)
     return len(result.outputs)
 
 
