@@ -94,16 +94,11 @@ def measure(photos: list[str]) -> dict[str, Tally]:
 def run(photos: list[str]) -> str:
     tallies = measure(photos)
     count = len(photos)
+    defaults = {s.encoding.format: tallies[s.label] for s in SETTINGS if s.is_default}
     rows = []
     for setting in SETTINGS:
         tally = tallies[setting.label]
-        default = tallies[
-            next(
-                s.label
-                for s in SETTINGS
-                if s.is_default and s.encoding.format == setting.encoding.format
-            )
-        ]
+        default = defaults[setting.encoding.format]
         rows.append(
             [
                 setting.label,
