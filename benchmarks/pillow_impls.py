@@ -23,7 +23,6 @@ from PIL import Image, ImageCms, ImageOps
 
 from benchmarks.spec import CONFIG, ENCODINGS, SIZES, Job, fit, jpeg_quality, webp_settings
 from pipeline.config import FILE_EXTENSIONS, Encoding
-from pipeline.records import OutputFile
 from pipeline.stages.encode import encode
 from pipeline.stages.resize import render_sizes
 from pipeline.stages.validate import read_header
@@ -61,15 +60,11 @@ def tasks(job: Job) -> int:
     (result,) = encode_chunk(resize_chunk(validated, CONFIG), CONFIG, root)
     for output in result.outputs:
         # Linked then renamed: the warm-up runs one job in both workers at once.
-        target = job.path(output.size, _extension(output))
+        target = job.path(output.size, FILE_EXTENSIONS[output.format])
         linked = f"{target}.{os.getpid()}"
         os.link(os.path.join(job.folder, output.path), linked)
         os.replace(linked, target)
     return len(result.outputs)
-
-
-def _extension(output: OutputFile) -> str:
-    return FILE_EXTENSIONS[output.format]
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:
