@@ -21,6 +21,7 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import CancelledError
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -38,7 +39,7 @@ from pipeline.metrics import TimingCollector
 from pipeline.progress import RedisProgress, summary_fields
 from pipeline.records import ImageResult, Status
 from pipeline.report import BatchReport, BatchState, BatchStatus
-from pipeline.storage import OutputRoot
+from pipeline.storage import OutputRoot, image_folder
 from pipeline.tasks import ImageWork
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class BatchRun:
         self._state: BatchState = "running"
         self._error: BaseException | None = None
         self._started = time.monotonic()
+        self._workers_at_start: set[str] = set()
         self._elapsed: float | None = None
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"thumbflow-{batch_id}", daemon=True)
@@ -190,6 +192,7 @@ class BatchRun:
 
     def _drive(self) -> None:
         client = self.connection.client
+        self._workers_at_start = set(client.scheduler_info()["workers"])
         threads = sum(client.nthreads().values()) or 1
         chunks = plan_chunks(self.inputs, parallelism=threads)
         self._pending_chunks.extend(enumerate(chunks))
@@ -203,25 +206,42 @@ class BatchRun:
                 if future.status == "cancelled":
                     self._forget(future)
                     if not self._cancel_requested:
-                        raise ClusterError(
-                            f"batch {self.batch_id}: the cluster dropped its work "
-                            "(scheduler restarted or connection lost); rerun to resume"
-                        )
+                        raise self._work_dropped()
                 elif step == "hash":
                     # Held until its chain is submitted; resolved in input order below.
                     self._hashed[chunk] = future
                 elif future.status == "error":
                     self._forget(future)
-                    self._chunk_failed(chunk, step, future.exception())
+                    with self._unless_cancelled():
+                        self._chunk_failed(chunk, step, future.exception())
                 else:
                     self._forget(future)
                     self._chunk_members.pop(chunk, None)
-                    for result in future.result():
-                        self._record(result)
+                    with self._unless_cancelled():
+                        for result in future.result():
+                            self._record(result)
             if self._cancel_requested:
                 break
             self._submit_chains(self._resolve_hashed_in_order(), completions)
             self._submit_hashes(window, completions)
+
+    def _work_dropped(self) -> ClusterError:
+        return ClusterError(
+            f"batch {self.batch_id}: the cluster dropped its work "
+            "(scheduler restarted or connection lost); rerun to resume"
+        )
+
+    @contextmanager
+    def _unless_cancelled(self) -> Iterator[None]:
+        """Around reading a future. ``cancel`` runs on another thread (the user's, the progress
+        store's, atexit), so a future found finished can be cancelled by the time it is read:
+        that is one more cancelled chunk, whose images ``_finish`` records as cancelled. Only
+        if nobody asked to cancel did the cluster drop the work."""
+        try:
+            yield
+        except CancelledError:
+            if not self._cancel_requested:
+                raise self._work_dropped() from None
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
@@ -236,16 +256,17 @@ class BatchRun:
             self._next_to_resolve += 1
             future = self._hashed.pop(chunk)
             self._forget(future)
-            if future.status == "error":
-                self._chunk_failed(chunk, "hash", future.exception())
-                continue
-            hashed = future.result()
-            keep = self._resolve_duplicates(hashed)
-            if keep:
-                chained.append((chunk, [work for work in hashed if work.index in keep], keep))
-                self._chunk_members[chunk] = sorted(keep)
-            else:
-                self._chunk_members.pop(chunk, None)
+            with self._unless_cancelled():
+                if future.status == "error":
+                    self._chunk_failed(chunk, "hash", future.exception())
+                    continue
+                hashed = future.result()
+                keep = self._resolve_duplicates(hashed)
+                if keep:
+                    chained.append((chunk, [work for work in hashed if work.index in keep], keep))
+                    self._chunk_members[chunk] = sorted(keep)
+                else:
+                    self._chunk_members.pop(chunk, None)
         return chained
 
     def _submit_hashes(self, window: int, completions: as_completed) -> None:
@@ -363,6 +384,8 @@ class BatchRun:
             self._error = self._error or error
         if self._cancel_requested and self._error is None:
             self._wait_until_no_task_runs()
+        if self._error is None and self._a_worker_left():
+            self._remove_orphaned_temporaries()
         with self._lock:
             self._elapsed = time.monotonic() - self._started
             if self._error is not None:
@@ -401,6 +424,25 @@ class BatchRun:
                 )
                 return
             time.sleep(0.05)
+
+    def _a_worker_left(self) -> bool:
+        """Whether a worker that was there when the batch started is gone (died or restarted)."""
+        try:
+            now = set(self.connection.client.scheduler_info()["workers"])
+        except Exception:  # the cluster is going away: there is no one left to ask
+            return False
+        return not self._workers_at_start <= now
+
+    def _remove_orphaned_temporaries(self) -> None:
+        """A worker killed mid-write leaves its temporary file in the image's folder; Dask reran
+        the task elsewhere and the real file is in place. Every task of the batch has ended, so
+        whatever temporary is left in its images' folders is such an orphan."""
+        removed = sum(
+            self.root.remove_temporaries(image_folder(digest))
+            for digest in set(self._manifest.digests())
+        )
+        if removed:
+            logger.info("batch %s: removed %d files left by a lost worker", self.batch_id, removed)
 
     def _publish_summary(self) -> None:
         """The report beside the manifest, and the final state in the progress store."""

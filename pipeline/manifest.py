@@ -54,6 +54,12 @@ class ManifestWriter:
         self._stream.close()
         self._root.rename(self._partial, self._path)
 
+    def digests(self) -> Iterator[str]:
+        """The SHA-256 of every input the closed manifest records as processed (ok or failed)."""
+        for row in read_manifest(self.path):
+            if row.get("sha256") and row["status"] in ("ok", "failed"):
+                yield row["sha256"]
+
 
 def read_manifest(path: str) -> list[dict[str, Any]]:
     """The rows of a finished manifest, in the order they were written."""

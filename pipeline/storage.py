@@ -32,6 +32,10 @@ class WriteAbandoned(Exception):
     """A write was dropped at the last moment because its result is no longer wanted."""
 
 
+# In the name of a file being written: ``<final name>.tmp-<random hex>``.
+TEMPORARY_MARK = ".tmp-"
+
+
 def image_folder(sha256: str) -> str:
     """Relative folder of one image's outputs; two hex digits of fan-out keep folders small."""
     return f"{sha256[:2]}/{sha256}"
@@ -84,7 +88,7 @@ class OutputRoot:
         """
         final = self.full_path(relative)
         folder = final.rsplit("/", 1)[0]
-        temporary = f"{final}.tmp-{uuid.uuid4().hex}"
+        temporary = f"{final}{TEMPORARY_MARK}{uuid.uuid4().hex}"
         if self._local:
             os.makedirs(folder, exist_ok=True)
             try:
@@ -110,6 +114,24 @@ class OutputRoot:
             if self._fs.exists(temporary):
                 self._fs.rm(temporary)
             raise
+
+    def remove_temporaries(self, folder: str) -> int:
+        """Delete the temporary files in ``folder``; returns how many. Only for when no write
+        can be running there: a worker killed mid-write leaves its temporary file behind (its
+        task's rerun elsewhere wrote the real one)."""
+        try:
+            names = self._fs.ls(self.full_path(folder), detail=False)
+        except OSError:
+            return 0
+        removed = 0
+        for name in names:
+            if TEMPORARY_MARK in str(name).rsplit("/", 1)[-1]:
+                try:
+                    self._fs.rm(name)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
 
     def read_json(self, relative: str) -> Any | None:
         """The JSON document at ``relative``, or None if it is missing or unreadable."""

@@ -82,9 +82,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, step: float
 def run_killing_a_worker(
     client: Any, folder: Path, output: Path, redis_url: str
 ) -> tuple[pipeline.BatchHandle, pipeline.BatchReport]:
-    """Submit a batch, SIGKILL one worker process once five images are done, wait for the end."""
+    """Submit a batch, SIGKILL one worker process once five images are done, wait for the end.
+
+    A worker killed mid-write leaves its temporary file behind; the kill lands mid-write only
+    sometimes, so one such orphan is planted beside a finished image's files first, and the batch
+    must still end with none."""
     handle = pipeline.submit([folder], output, client=client, redis_url=redis_url)
     wait_until(lambda: handle.status().ok >= 5)
+    record = next(output.rglob("record.json"))
+    (record.parent / f"large.webp.tmp-{'0' * 32}").write_bytes(b"half a file")
     os.kill(next(iter(client.run(os.getpid).values())), signal.SIGKILL)
     return handle, handle.result()
 
