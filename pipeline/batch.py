@@ -384,7 +384,9 @@ class BatchRun:
             self._error = self._error or error
         if self._cancel_requested and self._error is None:
             self._wait_until_no_task_runs()
-        if self._error is None and self._a_worker_left():
+        # Object stores show a file only once its upload completes, so only a local output can
+        # hold the orphans, and listing every image folder of an S3 output would be costly.
+        if self._error is None and self.root.is_local and self._a_worker_left():
             self._remove_orphaned_temporaries()
         with self._lock:
             self._elapsed = time.monotonic() - self._started

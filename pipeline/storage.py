@@ -115,6 +115,10 @@ class OutputRoot:
                 self._fs.rm(temporary)
             raise
 
+    @property
+    def is_local(self) -> bool:
+        return self._local
+
     def remove_temporaries(self, folder: str) -> int:
         """Delete the temporary files in ``folder``; returns how many. Only for when no write
         can be running there: a worker killed mid-write leaves its temporary file behind (its
