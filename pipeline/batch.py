@@ -192,8 +192,9 @@ class BatchRun:
 
     def _drive(self) -> None:
         client = self.connection.client
-        self._workers_at_start = set(client.scheduler_info()["workers"])
-        threads = sum(client.nthreads().values()) or 1
+        workers = client.nthreads()  # worker address → threads
+        self._workers_at_start = set(workers)
+        threads = sum(workers.values()) or 1
         chunks = plan_chunks(self.inputs, parallelism=threads)
         self._pending_chunks.extend(enumerate(chunks))
         self._next_chunk_id = len(chunks)
@@ -430,7 +431,7 @@ class BatchRun:
     def _a_worker_left(self) -> bool:
         """Whether a worker that was there when the batch started is gone (died or restarted)."""
         try:
-            now = set(self.connection.client.scheduler_info()["workers"])
+            now = set(self.connection.client.nthreads())
         except Exception:  # the cluster is going away: there is no one left to ask
             return False
         return not self._workers_at_start <= now
