@@ -440,10 +440,14 @@ class BatchRun:
         """A worker killed mid-write leaves its temporary file in the image's folder; Dask reran
         the task elsewhere and the real file is in place. Every task of the batch has ended, so
         whatever temporary is left in its images' folders is such an orphan."""
-        removed = sum(
-            self.root.remove_temporaries(image_folder(digest))
-            for digest in set(self._manifest.digests())
-        )
+        try:
+            removed = sum(
+                self.root.remove_temporaries(image_folder(digest))
+                for digest in set(self._manifest.digests())
+            )
+        except Exception as error:  # tidying up must never keep a batch from ending
+            logger.warning("batch %s: could not look for orphaned files: %s", self.batch_id, error)
+            return
         if removed:
             logger.info("batch %s: removed %d files left by a lost worker", self.batch_id, removed)
 
