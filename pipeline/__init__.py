@@ -17,9 +17,10 @@ from pipeline.errors import (
     InputError,
     OutputError,
     ProgressStoreUnavailable,
+    ProgressStoreWarning,
     ThumbflowError,
 )
-from pipeline.report import BatchReport, BatchStatus
+from pipeline.results import BatchReport, BatchStatus
 
 __all__ = [
     "BatchHandle",
@@ -34,6 +35,7 @@ __all__ = [
     "OutputError",
     "PipelineConfig",
     "ProgressStoreUnavailable",
+    "ProgressStoreWarning",
     "Size",
     "ThumbflowError",
     "__version__",

@@ -1,4 +1,5 @@
-"""The notebook user's entry points: ``submit`` returns a handle at once, ``run`` waits."""
+"""The entry points: ``submit`` returns a handle at once, ``run`` waits; ``status``, ``cancel``
+and ``list_batches`` reach any batch by id. Runs in the user's process."""
 
 from __future__ import annotations
 
@@ -9,29 +10,30 @@ import warnings
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from distributed import Client, Security, fire_and_forget
 
-from pipeline.batch import BatchRun
 from pipeline.cluster import Connection, connect
 from pipeline.config import PipelineConfig
 from pipeline.detached import DetachedJob, RemoteRun, drive_on_cluster, driver_key
-from pipeline.errors import ClusterError, ConfigError, ProgressStoreUnavailable
+from pipeline.driver.manifest import manifest_path
+from pipeline.driver.run import BatchRun
+from pipeline.errors import (
+    ClusterError,
+    ConfigError,
+    ProgressStoreUnavailable,
+    ProgressStoreWarning,
+)
 from pipeline.inputs import InputFile, expand_inputs
-from pipeline.manifest import manifest_path
 from pipeline.preflight import check_paths_visible, check_versions
-from pipeline.progress import DEFAULT_TTL_S, RedisProgress
-from pipeline.redis_store import RedisStore, StoredBatch
-from pipeline.report import BatchReport, BatchStatus
+from pipeline.progress.publisher import DEFAULT_TTL_S, RedisProgress
+from pipeline.progress.store import RedisStore
+from pipeline.results import BatchReport, BatchStatus
 from pipeline.storage import OutputRoot
 
 PathOrUrl = str | os.PathLike[str]
 REDIS_URL_VARIABLE = "THUMBFLOW_REDIS_URL"
-
-
-class ProgressStoreWarning(UserWarning):
-    """Redis was configured but could not be reached; the batch runs without it for now."""
 
 
 def new_batch_id() -> str:
@@ -197,21 +199,11 @@ def run(
     redis_ttl_s: float = DEFAULT_TTL_S,
     performance_report: str | None = None,
 ) -> BatchReport:
-    """``submit(...)`` and wait for the report."""
-    handle = submit(
-        inputs,
-        output,
-        config=config,
-        client=client,
-        scheduler=scheduler,
-        workers=workers,
-        security=security,
-        redis_url=redis_url,
-        require_redis=require_redis,
-        redis_ttl_s=redis_ttl_s,
-        performance_report=performance_report,
-    )
-    return handle.result()
+    """``submit(...)`` with the same options, and wait for the report."""
+    options: dict[str, Any] = {
+        name: value for name, value in locals().items() if name not in ("inputs", "output")
+    }
+    return submit(inputs, output, **options).result()
 
 
 # Batches submitted by this process, so status and cancel by id work here without Redis.
@@ -257,7 +249,7 @@ def status(batch_id: str, *, redis_url: str | None = None) -> BatchStatus:
     Raises ``BatchNotFound`` or ``ProgressStoreUnavailable`` (both ``ThumbflowError``)."""
     if (local := _this_process.get(batch_id)) is not None:
         return local.status()
-    return status_from_store(_store_for(redis_url).batch(batch_id))
+    return _store_for(redis_url).batch(batch_id).status()
 
 
 def cancel(batch_id: str, *, redis_url: str | None = None) -> BatchStatus:
@@ -268,16 +260,12 @@ def cancel(batch_id: str, *, redis_url: str | None = None) -> BatchStatus:
         local.cancel()
         local.wait(timeout=30)
         return local.status()
-    return status_from_store(_store_for(redis_url).request_cancel(batch_id))
+    return _store_for(redis_url).request_cancel(batch_id).status()
 
 
 def list_batches(*, redis_url: str | None = None, limit: int = 20) -> list[BatchStatus]:
     """Recent batches recorded in Redis, newest first."""
-    return [status_from_store(stored) for stored in _store_for(redis_url).recent(limit)]
-
-
-def status_from_store(stored: StoredBatch) -> BatchStatus:
-    return stored.status()
+    return [stored.status() for stored in _store_for(redis_url).recent(limit)]
 
 
 def _submit_detached(

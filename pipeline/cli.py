@@ -3,7 +3,7 @@
 Exit codes: 0 every input was handled (some may have failed, see the summary), 1 some images
 failed and ``--strict`` was given, 2 usage or configuration error, 3 infrastructure error
 (inputs missing, output not writable, cluster or progress store unreachable, unknown batch),
-130 interrupted (the batch was cancelled).
+70 internal error (a bug in thumbflow), 130 interrupted (the batch was cancelled).
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from tqdm import tqdm
 from pipeline import api
 from pipeline._version import __version__
 from pipeline.config import DEFAULT_ENCODINGS, DEFAULT_SIZES, Encoding, PipelineConfig, Size
-from pipeline.errors import ConfigError, ThumbflowError
-from pipeline.progress import DEFAULT_TTL_S
-from pipeline.redis_store import RedisStore, redact
-from pipeline.report import BatchReport, BatchStatus
+from pipeline.errors import ConfigError, ProgressStoreWarning, ThumbflowError
+from pipeline.progress.publisher import DEFAULT_TTL_S
+from pipeline.progress.store import RedisStore, redact
+from pipeline.results import BatchReport, BatchStatus
 
 EXIT_OK, EXIT_FAILED_IMAGES, EXIT_USAGE, EXIT_INFRASTRUCTURE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug in thumbflow, not a problem with the setup
 
 
 def _add_redis_option(parser: argparse.ArgumentParser) -> None:
@@ -265,7 +266,7 @@ def _security(args: argparse.Namespace) -> Security | None:
 def _run_batch(args: argparse.Namespace, inputs: Sequence[str]) -> int:
     config = config_from(args)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", api.ProgressStoreWarning)
+        warnings.simplefilter("always", ProgressStoreWarning)
         handle = api.submit(
             inputs,
             args.output,
@@ -327,7 +328,7 @@ def _store(args: argparse.Namespace) -> RedisStore:
 
 def _status(args: argparse.Namespace) -> int:
     stored = _store(args).batch(args.batch_id)
-    status = api.status_from_store(stored)
+    status = stored.status()
     if args.json:
         print(json.dumps({**stored.fields, **status.to_json(), "stale": stored.stale}))
     else:
@@ -345,12 +346,12 @@ def _watch(args: argparse.Namespace) -> int:
     """A live bar fed by the batch's event stream; counts are re-read from the batch hash, so
     the bar shows the same exact numbers as ``status``."""
     store = _store(args)
-    status = api.status_from_store(store.batch(args.batch_id))
+    status = store.batch(args.batch_id).status()
     with _progress_bar(status.total, args.batch_id, show=True) as bar:
         _show(bar, status)
         if not status.finished:
             for _ in store.follow(args.batch_id):
-                status = api.status_from_store(store.batch(args.batch_id))
+                status = store.batch(args.batch_id).status()
                 _show(bar, status)
                 if status.finished:
                     break
@@ -369,7 +370,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     store = _store(args)
-    before = api.status_from_store(store.request_cancel(args.batch_id))
+    before = store.request_cancel(args.batch_id).status()
     if before.finished:
         print(f"thumbflow: batch already ended: {_status_line(before)}")
         return EXIT_OK
@@ -380,7 +381,7 @@ def _cancel(args: argparse.Namespace) -> int:
     status = before
     while not status.finished and time.monotonic() < deadline:
         time.sleep(0.2)
-        status = api.status_from_store(store.batch(args.batch_id))
+        status = store.batch(args.batch_id).status()
     print(_status_line(status))
     return EXIT_OK if status.finished else EXIT_INFRASTRUCTURE
 
@@ -409,6 +410,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ThumbflowError as error:
         print(f"thumbflow: {error}", file=sys.stderr)
         return EXIT_INFRASTRUCTURE
+    except Exception as error:
+        logging.getLogger("pipeline.cli").exception("internal error")
+        print(
+            f"thumbflow: internal error, a bug in thumbflow ({type(error).__name__}: {error}); "
+            "the traceback is above",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pipeline.errors import ClusterError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-# Measured on image work (DESIGN.md): the worker's statistical profiler and the nanny forcing
+# Measured on image work (docs/design.md): the worker's statistical profiler and the nanny forcing
 # MALLOC_TRIM_THRESHOLD_ cost 5-15 % together; a cluster we start for a batch needs neither.
 LOCAL_CLUSTER_CONFIG = {
     "distributed.worker.profile.enabled": False,

@@ -1,4 +1,5 @@
-"""Detached batches: the driver runs on the cluster, so the submitter can go away.
+"""Detached batches: the driver runs on the cluster, so the submitter can go away. The driver
+task runs on a worker; ``RemoteRun`` in any process that follows the batch.
 
 ``submit(..., detached=True)`` sends one task to a shared cluster: the driver. On a worker it does
 exactly what the driver thread does in a submitting process (``BatchRun``): it secedes from the
@@ -20,15 +21,15 @@ from typing import Any
 
 from distributed import get_client, secede
 
-from pipeline.batch import BatchRun
 from pipeline.cluster import Connection
 from pipeline.config import PipelineConfig
+from pipeline.driver.manifest import manifest_path, summary_path
+from pipeline.driver.run import BatchRun
 from pipeline.errors import ClusterError
 from pipeline.inputs import InputFile
-from pipeline.manifest import manifest_path, summary_path
-from pipeline.progress import RedisProgress
-from pipeline.redis_store import RedisStore, redact
-from pipeline.report import BatchReport, BatchStatus
+from pipeline.progress.publisher import RedisProgress
+from pipeline.progress.store import RedisStore, redact
+from pipeline.results import BatchReport, BatchStatus
 from pipeline.storage import OutputRoot
 
 

@@ -10,6 +10,9 @@ Infrastructure and usage problems are exceptions; they stop a batch before (or w
     ├── ProgressStoreUnavailable   Redis cannot be reached (status, cancel, require_redis)
     └── BatchNotFound        no batch with that id (never existed, or its records expired)
 
+    ProgressStoreWarning     (a warning, not an error) Redis is unreachable at submit; the batch
+                             runs, and its progress is written if Redis comes back
+
 A problem with one image is a ``Failure`` *value*: it travels through the graph like a result, is
 written to the manifest, and never stops the rest of the batch. Its ``code`` is stable and meant
 for programs; its ``message`` is for people.
@@ -49,6 +52,11 @@ class BatchNotFound(ThumbflowError):
     """No batch with that id in this process or the progress store."""
 
 
+class ProgressStoreWarning(UserWarning):
+    """Redis was configured but could not be reached; the batch runs without it for now."""
+
+
+# The four steps of every image, in order; also the step names of the graph's task keys.
 Step = Literal["hash", "validate", "resize", "encode"]
 FailureCode = Literal[
     "unreadable",  # the source could not be read (missing, permission, I/O)

@@ -1,9 +1,7 @@
-"""The one place that builds Dask graphs: chunking, stage keys, and the per-chunk task chain.
+"""The one place that builds Dask graphs: chunking and the per-chunk task chain.
 
-Per chunk of images the graph is ``hash → validate → resize → encode``. Keys are
-``(f"{step}-{token}", chunk)`` so the dashboard groups tasks by step name, and the batch token
-keeps two batches (or a rerun) from ever sharing a key: Dask would silently hand back a still-held
-result for a reused key, and cancel-then-resubmit of one key is a known distributed bug (#8215).
+Runs in the driver. Per chunk of images the graph is ``hash → validate → resize → encode``, the
+functions of ``pipeline.worker.tasks``, under keys made by ``pipeline.keys``.
 
 Hashing is its own layer: the client reads each chunk's digests (a few bytes per image) and
 decides which images are new before the rest of the chain is submitted, so byte-identical inputs
@@ -22,13 +20,19 @@ from typing import Any
 from dask.delayed import delayed
 
 from pipeline.config import PipelineConfig
+from pipeline.errors import Step
 from pipeline.inputs import InputFile
+from pipeline.keys import make_key
 from pipeline.storage import OutputRoot
-from pipeline.tasks import ImageWork, encode_chunk, hash_chunk, resize_chunk, validate_chunk
+from pipeline.worker.tasks import (
+    ImageWork,
+    encode_chunk,
+    hash_chunk,
+    resize_chunk,
+    validate_chunk,
+)
 
-STEPS = ("hash", "validate", "resize", "encode")
-
-# A Dask task costs 2-5 ms of scheduler and worker overhead on two cores (DESIGN.md), so small
+# A Dask task costs 2-5 ms of scheduler and worker overhead on two cores (docs/design.md), so small
 # images share a task until it holds about this much compressed input (~0.2-0.5 s of work); a
 # camera photo is bigger than this on its own and gets a task to itself.
 CHUNK_TARGET_BYTES = 1_500_000
@@ -67,15 +71,15 @@ def plan_chunks(
 
 
 class BatchGraph:
-    """Builds the delayed tasks of one batch; every key carries the batch's token."""
+    """Builds the delayed tasks of one batch; every key carries the batch's id."""
 
-    def __init__(self, token: str, config: PipelineConfig, root: OutputRoot) -> None:
-        self.token = token
+    def __init__(self, batch_id: str, config: PipelineConfig, root: OutputRoot) -> None:
+        self.batch_id = batch_id
         self.config = config
         self.root = root
 
-    def key(self, step: str, chunk: int) -> tuple[str, int]:
-        return (f"{step}-{self.token}", chunk)
+    def key(self, step: Step, chunk: int) -> tuple[str, int]:
+        return make_key(step, self.batch_id, chunk)
 
     # Values that hold no Dask objects are bound into the function with partial(): delayed()
     # would otherwise walk every argument, the config's nested dataclasses included, for every

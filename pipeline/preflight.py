@@ -2,7 +2,7 @@
 
 On a shared cluster an unimportable task can take every worker down: the scheduler unpickles the
 graph, so it needs ``pipeline``; a worker that cannot unpickle a task shuts down, and the next
-worker gets the task (DESIGN.md). So before submitting anything we ask the scheduler and every
+worker gets the task (docs/design.md). So before submitting anything we ask the scheduler and every
 worker which ``pipeline`` they can import, using only the builtin ``eval`` (pickled by reference,
 like any builtin) so the question itself cannot fail on a machine without thumbflow. Local paths
 are checked too: a path the client can see may not exist on the workers' machines.

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 import pipeline
 from pipeline.config import PipelineConfig
-from pipeline.redis_store import batch_key
+from pipeline.progress.store import batch_key
 
 
 def read_rows(manifest: str | Path) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import pipeline
 
 
@@ -21,6 +23,7 @@ def test_public_names_are_pinned() -> None:
         "OutputError",
         "PipelineConfig",
         "ProgressStoreUnavailable",
+        "ProgressStoreWarning",
         "Size",
         "ThumbflowError",
         "__version__",
@@ -65,3 +68,11 @@ def test_exception_tree() -> None:
                   pipeline.BatchNotFound):  # fmt: skip
         assert issubclass(error, pipeline.ThumbflowError)
     assert issubclass(pipeline.ConfigError, ValueError)
+
+
+def test_a_status_in_an_unknown_state_is_refused_not_guessed() -> None:
+    row = {"batch_id": "b", "state": "paused", "total": 1, "ok": 0, "duplicate": 0,
+           "failed": 0, "cancelled": 0, "elapsed_s": 0.0}  # fmt: skip
+    with pytest.raises(ValueError, match="unknown state 'paused'"):
+        pipeline.BatchStatus.from_json(row)
+    assert pipeline.BatchStatus.from_json({**row, "state": "done"}).finished

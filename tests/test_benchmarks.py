@@ -58,3 +58,17 @@ def test_resampling_table_keeps_lanczos_above_the_bar(samples: SampleSet) -> Non
     table = resampling.run([str(samples.images[0])])
     lanczos = next(line for line in table.splitlines() if line.startswith("| LANCZOS"))
     assert lanczos.rstrip(" |").endswith("yes")
+
+
+def test_dask_facts_quick_rows_still_measure(samples: SampleSet) -> None:
+    """The design notes' measuring script, two cheap facts in quick mode."""
+    from benchmarks import dask_facts
+
+    rows = dask_facts.keys(quick=True) + dask_facts.pillow_costs(
+        quick=True, photo=Path(samples.images[0])
+    )
+    values = {what: value for _, what, value in rows}
+    assert values["submit f()->1 then g()->2 under one still-held key"] == "second future returns 1"
+    assert "resize" in values["task prefixes (dashboard groups) of tuple keys"].split(", ")
+    assert sum(fact == "9 Pillow" for fact, _, _ in rows) >= 10
+    assert dask_facts.table(rows).count("\n") == len(rows) + 1

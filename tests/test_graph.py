@@ -10,8 +10,9 @@ import pytest
 from pipeline.config import PipelineConfig
 from pipeline.graph import CHUNK_MAX_IMAGES, BatchGraph, plan_chunks
 from pipeline.inputs import InputFile
+from pipeline.keys import STEPS, belongs_to, make_key, parse_key
 from pipeline.storage import OutputRoot
-from pipeline.tasks import ImageWork
+from pipeline.worker.tasks import ImageWork
 
 STAGES = Path(__file__).resolve().parents[1] / "pipeline" / "stages"
 
@@ -57,6 +58,18 @@ def test_keys_carry_the_step_name_and_the_batch_token() -> None:
         ("resize-tok123", 4),
         ("encode-tok123", 4),
     }
+
+
+def test_the_key_codec_reads_back_what_it_makes_and_nothing_else() -> None:
+    batch_id = "20261201-101010-abc123"  # batch ids hold dashes themselves
+    for step in STEPS:
+        key = make_key(step, batch_id, 7)
+        assert parse_key(key) == (step, batch_id, 7)
+        assert belongs_to(key, batch_id)
+        assert not belongs_to(key, batch_id + "0")
+    foreign = [("thumbflow-driver-x", 1), ("sum-abc", 1), "hash-abc", ("hash-", 1), ("hash-a", "1")]
+    for key in foreign:
+        assert parse_key(key) is None
 
 
 @pytest.mark.parametrize("module", sorted(STAGES.glob("*.py")), ids=lambda path: path.name)

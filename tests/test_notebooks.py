@@ -23,7 +23,7 @@ from nbclient import NotebookClient
 import pipeline
 from pipeline.errors import ConfigError, InputError
 from pipeline.notebook import HtmlFragment, gallery, show_progress, timing_chart
-from pipeline.redis_store import batch_key
+from pipeline.progress.store import batch_key
 from pipeline.samples import SampleSet
 from tests.helpers import read_rows
 from tests.redis_server import free_port

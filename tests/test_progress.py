@@ -17,7 +17,7 @@ import redis
 from distributed import Client, LocalCluster, get_task_stream
 
 import pipeline
-from pipeline.redis_store import batch_key, events_key, images_key
+from pipeline.progress.store import batch_key, events_key, images_key
 from pipeline.samples import SampleSet
 from tests.helpers import (
     assert_exact_after_a_kill,
@@ -132,7 +132,7 @@ def test_unreachable_redis_warns_and_the_batch_still_runs(
     samples: SampleSet, cluster_client: Client, tmp_path: Path
 ) -> None:
     nowhere = "redis://:hunter2@127.0.0.1:9/0"
-    with pytest.warns(pipeline.api.ProgressStoreWarning, match="progress store unavailable"):
+    with pytest.warns(pipeline.ProgressStoreWarning, match="progress store unavailable"):
         handle = pipeline.submit(
             samples.images[:1], tmp_path, client=cluster_client, redis_url=nowhere
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline.report import BatchReport
+from pipeline.results import BatchReport
 
 if TYPE_CHECKING:
     import bokeh.plotting

@@ -15,10 +15,10 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pipeline.driver.manifest import manifest_path
 from pipeline.errors import ConfigError, InputError
-from pipeline.manifest import manifest_path
 from pipeline.notebook.html import OUTCOME_COLOURS, HtmlFragment
-from pipeline.report import BatchReport
+from pipeline.results import BatchReport
 from pipeline.stages.sources import is_url, open_binary
 
 MIME_TYPES = {"jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif", "png": "image/png"}

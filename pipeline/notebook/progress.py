@@ -8,7 +8,7 @@ from typing import Protocol
 
 from pipeline.errors import ConfigError
 from pipeline.notebook.html import OUTCOME_COLOURS, HtmlFragment, display
-from pipeline.report import BatchStatus
+from pipeline.results import BatchStatus
 
 
 class StatusSource(Protocol):

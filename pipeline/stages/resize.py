@@ -1,6 +1,6 @@
 """Decode once at the smallest scale that serves every size, then cascade down the sizes.
 
-Cost on a 12 MP photo (DESIGN.md): full decode + LANCZOS from the original to three sizes is
+Cost on a 12 MP photo (docs/design.md): full decode + LANCZOS from the original to three sizes is
 ~440 ms; a ½-scale ``draft`` decode + a large → medium → thumbnail cascade is ~110 ms for outputs
 within 46-57 dB PSNR of the slow path.
 

@@ -1,7 +1,7 @@
-"""Lets a running task notice that its batch was cancelled.
+"""Lets a running task notice that its batch was cancelled. Runs on the workers.
 
 ``client.cancel`` drops queued tasks at once but cannot stop one that is running: it runs to its
-end and its result is thrown away (DESIGN.md). For us "its end" could mean dozens of images
+end and its result is thrown away (docs/design.md). For us "its end" could mean dozens of images
 encoded and written after the user pressed cancel. The worker does know, though: when the
 scheduler releases a task it is executing, the worker marks it ``cancelled`` while it runs on.
 Reading that mark is a local dictionary lookup, cheap enough to do before every file we write.
@@ -12,6 +12,8 @@ for zero everywhere before a cancelled batch reports that it has settled.
 from __future__ import annotations
 
 from distributed import Worker, get_worker
+
+from pipeline.keys import belongs_to
 
 # A task that is released while it runs goes on running in the "cancelled" state until it ends.
 _RUNNING_STATES = frozenset({"executing", "long-running", "cancelled", "resumed"})
@@ -33,13 +35,12 @@ def current_task_cancelled() -> bool:
     return task is None or task.state == "cancelled"
 
 
-def running_tasks(token: str, dask_worker: Worker) -> int:
-    """How many tasks of the batch ``token`` this worker is still running, cancelled ones
+def running_tasks(batch_id: str, dask_worker: Worker) -> int:
+    """How many tasks of the batch ``batch_id`` this worker is still running, cancelled ones
     included. Called through ``client.run`` (which passes ``dask_worker``), so it reads the
     worker's state on its own event loop."""
-    suffix = f"-{token}"
     return sum(
         1
         for key, task in dask_worker.state.tasks.items()
-        if task.state in _RUNNING_STATES and isinstance(key, tuple) and str(key[0]).endswith(suffix)
+        if task.state in _RUNNING_STATES and belongs_to(key, batch_id)
     )

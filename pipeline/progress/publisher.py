@@ -1,4 +1,5 @@
-"""The progress callback: the driver calls it as each image's outcome arrives.
+"""The progress callback: the driver calls it as each image's outcome arrives. Runs in the
+driver's process, with a delivery thread of its own.
 
 Without a Redis URL the batch's own counters (``BatchHandle.status``) are the whole story. With
 one, ``RedisProgress`` forwards every outcome and state change to the store so that any process
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ProgressStoreUnavailable
-from pipeline.records import ImageResult
-from pipeline.redis_store import BatchRecordLost, RedisStore, redact
+from pipeline.progress.store import BatchRecordLost, RedisStore, redact
+from pipeline.results import ImageResult
 
 logger = logging.getLogger(__name__)
 

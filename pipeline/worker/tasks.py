@@ -1,4 +1,5 @@
-"""The functions that run inside the graph: each applies one stage to a chunk of images.
+"""The functions that run inside the graph, on the workers: each applies one stage to a chunk
+of images.
 
 A chunk is a list of ``ImageWork`` values that moves hash → validate → resize → encode on one
 worker (linear chains stay where they started, so the decoded pixels never cross the network).
@@ -20,16 +21,16 @@ from typing import Any
 from distributed.metrics import context_meter
 from PIL import Image
 
-from pipeline.cancellation import TaskCancelled, current_task_cancelled
 from pipeline.config import Encoding, PipelineConfig
 from pipeline.errors import Failure, ImageError, Step
-from pipeline.records import ImageResult, OutputFile
+from pipeline.results import ImageResult, OutputFile
 from pipeline.stages.encode import encode
 from pipeline.stages.hashing import sha256_of
 from pipeline.stages.metadata import NOTHING, Carried
 from pipeline.stages.resize import cascade, decode
 from pipeline.stages.validate import ImageHeader, read_header
 from pipeline.storage import RECORD_NAME, OutputRoot, WriteAbandoned, image_folder
+from pipeline.worker.cancellation import TaskCancelled, current_task_cancelled
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The manifest: one JSON line per input, streamed as results arrive, renamed into place at the end.
+"""The manifest: one JSON line per input, streamed as results arrive, renamed into place at the
+end. Written by the driver; ``read_manifest`` works from anywhere.
 
 Rows are written as they come back (not kept on the client: a 100k batch would hold them all),
 to ``manifests/<batch>.jsonl.partial``; closing the batch writes a row for every input that never
@@ -11,7 +12,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from pipeline.records import ImageResult
+from pipeline.results import ImageResult
 from pipeline.storage import OutputRoot
 
 

@@ -1,4 +1,5 @@
-"""Batch progress in Redis: written by the submitting process, readable from anywhere.
+"""Batch progress in Redis: written by the driver (through ``publisher``), readable from any
+process (status, watch, list, cancel).
 
 Key schema (``{id}`` is the batch id; every value is a string or JSON, never a pickle)::
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -31,11 +33,10 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from pipeline.errors import BatchNotFound, ProgressStoreUnavailable
-from pipeline.report import BatchStatus
+from pipeline.results import FINAL_STATES, BatchStatus
 
 INDEX_KEY = "thumbflow:batches"
 EVENTS_MAXLEN = 10_000
-FINAL_STATES = ("done", "cancelled", "failed")
 RUNNING_EXPIRY_S = 24 * 3600
 # A running batch whose heartbeat is older than this has probably lost its submitting process.
 STALE_AFTER_S = 60.0
@@ -116,14 +117,19 @@ class StoredBatch:
         return self.fields.get("state", "unknown")
 
     def status(self) -> BatchStatus:
-        return BatchStatus.from_json(
-            {
-                "batch_id": self.batch_id,
-                "state": self.state,
-                "elapsed_s": self.elapsed_s,
-                **{name: self.count(name) for name in ("total", *COUNTERS)},
-            }
-        )
+        """The counts as a ``BatchStatus``; a record that is not one of ours raises."""
+        row = {
+            "batch_id": self.batch_id,
+            "state": self.state,
+            "elapsed_s": self.elapsed_s,
+            **{name: self.count(name) for name in ("total", *COUNTERS)},
+        }
+        try:
+            return BatchStatus.from_json(row)
+        except ValueError as error:
+            raise ProgressStoreUnavailable(
+                f"unreadable record in the progress store: {error}"
+            ) from None
 
     @property
     def stale(self) -> bool:
@@ -150,67 +156,62 @@ class RedisStore:
     def __repr__(self) -> str:
         return f"RedisStore({redact(self.url)!r})"
 
-    def _unavailable(self, error: Exception) -> ProgressStoreUnavailable:
-        return ProgressStoreUnavailable(
-            f"progress store unavailable at {redact(self.url)} ({type(error).__name__}: {error})"
-        )
+    @contextmanager
+    def _reaching_redis(self) -> Iterator[None]:
+        """Every Redis error surfaces as ``ProgressStoreUnavailable``, password redacted."""
+        try:
+            yield
+        except redis.RedisError as error:
+            raise ProgressStoreUnavailable(
+                f"progress store unavailable at {redact(self.url)} "
+                f"({type(error).__name__}: {error})"
+            ) from error
 
     def ping(self) -> None:
-        try:
+        with self._reaching_redis():
             self._client.ping()
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
 
     # -- writing (the submitting process) ---------------------------------------------------
 
     def create(self, batch_id: str, fields: dict[str, Any]) -> None:
         created = float(fields.get("created_at", time.time()))
-        try:
-            with self._client.pipeline() as pipe:
-                pipe.hset(batch_key(batch_id), mapping={k: str(v) for k, v in fields.items()})
-                pipe.hsetnx(batch_key(batch_id), "cancel_requested", "0")
-                for counter in COUNTERS:
-                    pipe.hsetnx(batch_key(batch_id), counter, "0")
-                pipe.zadd(INDEX_KEY, {batch_id: created})
-                for key in (batch_key(batch_id), images_key(batch_id), events_key(batch_id)):
-                    pipe.expire(key, RUNNING_EXPIRY_S)
-                pipe.execute()
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
+        with self._reaching_redis(), self._client.pipeline() as pipe:
+            pipe.hset(batch_key(batch_id), mapping={k: str(v) for k, v in fields.items()})
+            pipe.hsetnx(batch_key(batch_id), "cancel_requested", "0")
+            for counter in COUNTERS:
+                pipe.hsetnx(batch_key(batch_id), counter, "0")
+            pipe.zadd(INDEX_KEY, {batch_id: created})
+            for key in (batch_key(batch_id), images_key(batch_id), events_key(batch_id)):
+                pipe.expire(key, RUNNING_EXPIRY_S)
+            pipe.execute()
 
     def record_images(self, batch_id: str, rows: list[tuple[int, str, str, str]]) -> int:
         """Record ``(index, status, source, code)`` outcomes; returns how many were new."""
         keys = [batch_key(batch_id), images_key(batch_id), events_key(batch_id)]
-        try:
-            with self._client.pipeline(transaction=False) as pipe:
-                for index, status, source, code in rows:
-                    image = json.dumps({"status": status, "source": source, "code": code})
-                    self._record(
-                        keys=keys,
-                        args=[index, status, image, code, EVENTS_MAXLEN],
-                        client=pipe,
-                    )
-                answers = [int(answer) for answer in pipe.execute()]
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
+        with self._reaching_redis(), self._client.pipeline(transaction=False) as pipe:
+            for index, status, source, code in rows:
+                image = json.dumps({"status": status, "source": source, "code": code})
+                self._record(
+                    keys=keys,
+                    args=[index, status, image, code, EVENTS_MAXLEN],
+                    client=pipe,
+                )
+            answers = [int(answer) for answer in pipe.execute()]
         if -1 in answers:
             raise BatchRecordLost(batch_id)
         return sum(answers)
 
     def heartbeat(self, batch_id: str) -> None:
         """The batch's process is alive: note the time and push its records' expiry back."""
-        try:
-            with self._client.pipeline() as pipe:
-                pipe.hset(batch_key(batch_id), "heartbeat_at", str(time.time()))
-                for key in (batch_key(batch_id), images_key(batch_id), events_key(batch_id)):
-                    pipe.expire(key, RUNNING_EXPIRY_S)
-                pipe.execute()
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
+        with self._reaching_redis(), self._client.pipeline() as pipe:
+            pipe.hset(batch_key(batch_id), "heartbeat_at", str(time.time()))
+            for key in (batch_key(batch_id), images_key(batch_id), events_key(batch_id)):
+                pipe.expire(key, RUNNING_EXPIRY_S)
+            pipe.execute()
 
     def set_state(self, batch_id: str, state: str, fields: dict[str, Any], ttl_s: float) -> None:
         """Move the batch to ``state``; a final state starts the expiry clock on its keys."""
-        try:
+        with self._reaching_redis():
             if not self._client.hexists(batch_key(batch_id), "total"):
                 raise BatchRecordLost(batch_id)
             with self._client.pipeline() as pipe:
@@ -224,42 +225,34 @@ class RedisStore:
                     for key in (batch_key(batch_id), images_key(batch_id), events_key(batch_id)):
                         pipe.expire(key, max(1, int(ttl_s)))
                 pipe.execute()
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
 
     # -- reading and requests (any process) -------------------------------------------------
 
     def batch(self, batch_id: str) -> StoredBatch:
-        try:
+        with self._reaching_redis():
             fields = cast(dict[str, str], self._client.hgetall(batch_key(batch_id)))
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
         if not fields:
             raise BatchNotFound(f"no batch {batch_id!r} in {redact(self.url)} (or it expired)")
         return StoredBatch(batch_id, fields)
 
     def cancel_requested(self, batch_id: str) -> bool:
-        try:
+        with self._reaching_redis():
             return self._client.hget(batch_key(batch_id), "cancel_requested") == "1"
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
 
     def request_cancel(self, batch_id: str) -> StoredBatch:
         """Ask the process running the batch to cancel it; it notices within a fraction of a
         second. Returns the batch as it stood."""
         stored = self.batch(batch_id)
-        try:
+        with self._reaching_redis():
             self._client.hset(batch_key(batch_id), "cancel_requested", "1")
             self._client.xadd(
                 events_key(batch_id), {"request": "cancel"}, maxlen=EVENTS_MAXLEN, approximate=True
             )
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
         return stored
 
     def recent(self, limit: int = 20) -> list[StoredBatch]:
         """Newest first; ids whose keys have expired are dropped from the index as we go."""
-        try:
+        with self._reaching_redis():
             ids = cast(list[str], self._client.zrevrange(INDEX_KEY, 0, max(0, limit * 2)))
             found = []
             for batch_id in ids:
@@ -269,24 +262,18 @@ class RedisStore:
                 else:
                     self._client.zrem(INDEX_KEY, batch_id)
             return found[:limit]
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
 
     def follow(self, batch_id: str, block_ms: int = 500) -> Iterator[list[dict[str, str]]]:
         """The batch's events from now on, a list per wait of at most ``block_ms`` (empty when
         nothing happened, so a watcher can refresh); ends after a final state or if the batch's
         keys have expired."""
         key = events_key(batch_id)
-        try:
+        with self._reaching_redis():
             last = cast(list[tuple[str, dict[str, str]]], self._client.xrevrange(key, count=1))
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error
         after = last[0][0] if last else "0-0"
         while True:
-            try:
+            with self._reaching_redis():
                 answer = self._client.xread({key: after}, block=block_ms, count=1000)
-            except redis.RedisError as error:
-                raise self._unavailable(error) from error
             events: list[dict[str, str]] = []
             for _, entries in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], answer):
                 for entry_id, event in entries:
@@ -299,7 +286,5 @@ class RedisStore:
                 return
 
     def _exists(self, batch_id: str) -> bool:
-        try:
+        with self._reaching_redis():
             return bool(self._client.exists(batch_key(batch_id)))
-        except redis.RedisError as error:
-            raise self._unavailable(error) from error

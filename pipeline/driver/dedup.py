@@ -1,4 +1,5 @@
 """Which inputs are byte-identical copies of an earlier one, decided from their SHA-256.
+Runs in the driver.
 
 The first input with a digest is processed; later ones become ``duplicate`` rows that point at
 it and carry its outputs (or its failure). A duplicate can be seen before its first finishes, so
@@ -16,7 +17,7 @@ from array import array
 from dataclasses import dataclass
 
 from pipeline.errors import Failure
-from pipeline.records import ImageResult, OutputFile
+from pipeline.results import ImageResult, OutputFile
 from pipeline.storage import image_folder
 
 OutputShape = tuple[tuple[str, str, str], ...]  # (size, format, file name) of each output
@@ -71,10 +72,6 @@ class DuplicateTracker:
         self._outcome_by_first[result.index] = outcome
         waiting = self._waiting.pop(result.index, [])
         return [_duplicate(index, source, sha256, outcome) for index, source, sha256 in waiting]
-
-    def unsettled(self) -> list[tuple[int, str]]:
-        """Duplicates still waiting for a first that never finished (the batch was cancelled)."""
-        return [(index, source) for rows in self._waiting.values() for index, source, _ in rows]
 
 
 def _duplicate(index: int, source: str, sha256: str, outcome: _Outcome) -> ImageResult:

@@ -1,25 +1,13 @@
-"""Per-step timings of a batch, aggregated as count, median, 95th percentile and total."""
+"""Per-step timings of a batch, aggregated as count, median, 95th percentile and total.
+
+Runs in the driver (the submitting process, or a worker for a detached batch).
+"""
 
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class StepTiming:
-    count: int
-    p50_ms: float
-    p95_ms: float
-    total_s: float
-
-    def to_json(self) -> dict[str, float]:
-        return {
-            "count": self.count,
-            "p50_ms": round(self.p50_ms, 3),
-            "p95_ms": round(self.p95_ms, 3),
-            "total_s": round(self.total_s, 3),
-        }
+from pipeline.results import StepTiming
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:

@@ -1,0 +1,94 @@
+"""The end of a batch: let cancelled tasks settle, tidy after lost workers, publish the summary.
+Runs in the driver once its last result is in (or it was cancelled, or it failed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Set
+from typing import Any
+
+from distributed import Client
+
+from pipeline.driver.manifest import summary_path
+from pipeline.progress.publisher import RedisProgress, summary_fields
+from pipeline.results import BatchState
+from pipeline.storage import OutputRoot, image_folder
+from pipeline.worker.cancellation import running_tasks
+
+logger = logging.getLogger(__name__)
+
+# How long a cancelled batch waits for its running tasks to stop (each checks before every image
+# and file it writes, so this is at most one image's decode or encode in practice).
+CANCEL_SETTLE_S = 30.0
+# How long the end of a batch waits for the progress store to take its final state.
+PROGRESS_FLUSH_S = 10.0
+
+
+def wait_until_no_task_runs(client: Client, batch_id: str) -> None:
+    """``client.cancel`` drops queued tasks, but one that is running runs on until it reaches its
+    next image or file. Wait for those too, so that once cancel returns nothing of the batch runs
+    anywhere: the cluster can be closed at once without cutting a write short."""
+    deadline = time.monotonic() + CANCEL_SETTLE_S
+    while True:
+        try:
+            running = client.run(running_tasks, batch_id, on_error="return")
+        except Exception as error:  # the cluster is going away: nothing is left to wait for
+            logger.debug("batch %s: cannot ask the workers (%s)", batch_id, error)
+            return
+        if not any(isinstance(count, int) and count for count in running.values()):
+            return
+        if time.monotonic() > deadline:
+            logger.warning(
+                "batch %s: tasks still running %.0f s after cancel", batch_id, CANCEL_SETTLE_S
+            )
+            return
+        time.sleep(0.05)
+
+
+def a_worker_left(client: Client, workers_at_start: Set[str]) -> bool:
+    """Whether a worker that was there when the batch started is gone (died or restarted)."""
+    try:
+        now = set(client.nthreads())  # a fresh answer; scheduler_info() may be a cached summary
+    except Exception:  # the cluster is going away: there is no one left to ask
+        return False
+    return not workers_at_start <= now
+
+
+def remove_orphaned_temporaries(root: OutputRoot, batch_id: str, digests: Iterable[str]) -> None:
+    """A worker killed mid-write leaves its temporary file in the image's folder; Dask reran the
+    task elsewhere and the real file is in place. Every task of the batch has ended, so whatever
+    temporary is left in its images' folders is such an orphan. Object stores show a file only
+    once its upload completes, so only a local output can hold them (and listing every folder
+    of an object store would be costly)."""
+    if not root.is_local:
+        return
+    try:
+        removed = sum(root.remove_temporaries(image_folder(digest)) for digest in set(digests))
+    except Exception as error:  # tidying up must never keep a batch from ending
+        logger.warning("batch %s: could not look for orphaned files: %s", batch_id, error)
+        return
+    if removed:
+        logger.info("batch %s: removed %d files left by a lost worker", batch_id, removed)
+
+
+def publish_summary(
+    root: OutputRoot,
+    batch_id: str,
+    summary: dict[str, Any],
+    state: BatchState,
+    progress: RedisProgress | None,
+) -> None:
+    """The report beside the manifest, and the final state in the progress store."""
+    try:
+        root.write_atomic(summary_path(batch_id), json.dumps(summary).encode())
+    except OSError as error:
+        logger.warning("batch %s: could not write its summary: %s", batch_id, error)
+    if progress is not None:
+        fields = summary_fields(summary)
+        if "error" in summary:
+            fields["error"] = summary["error"]
+        progress.state(state, **fields)
+        progress.close(timeout_s=PROGRESS_FLUSH_S)
