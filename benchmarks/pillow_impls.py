@@ -27,7 +27,7 @@ from pipeline.stages.encode import encode
 from pipeline.stages.resize import render_sizes
 from pipeline.stages.validate import read_header
 from pipeline.storage import OutputRoot
-from pipeline.tasks import encode_chunk, hash_chunk, resize_chunk, validate_chunk
+from pipeline.worker.tasks import encode_chunk, hash_chunk, resize_chunk, validate_chunk
 
 _SRGB = ImageCms.createProfile("sRGB")
 

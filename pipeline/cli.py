@@ -31,8 +31,15 @@ from pipeline.progress.publisher import DEFAULT_TTL_S
 from pipeline.progress.store import RedisStore, redact
 from pipeline.results import BatchReport, BatchStatus
 
-EXIT_OK, EXIT_FAILED_IMAGES, EXIT_USAGE, EXIT_INFRASTRUCTURE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK = 0
+EXIT_FAILED_IMAGES = 1  # --strict, and some image is neither ok nor a duplicate
+EXIT_USAGE = 2
+EXIT_INFRASTRUCTURE = 3
+EXIT_CANCELLED = 4  # the batch was cancelled (from another process, or by `thumbflow cancel`)
+EXIT_DRIVER_GONE = 5  # watch/cancel: the process driving the batch stopped reporting
 EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug in thumbflow, not a problem with the setup
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): the batch was cancelled and its manifest finished
+EXIT_TERMINATED = 143  # SIGTERM: the same
 
 
 def _add_redis_option(parser: argparse.ArgumentParser) -> None:
