@@ -27,6 +27,7 @@ from pipeline import api
 from pipeline._version import __version__
 from pipeline.config import DEFAULT_ENCODINGS, DEFAULT_SIZES, Encoding, PipelineConfig, Size
 from pipeline.errors import ConfigError, ProgressStoreWarning, ThumbflowError
+from pipeline.interrupts import Interrupted, stop_signals_ignored, stop_signals_raise
 from pipeline.progress.publisher import DEFAULT_TTL_S
 from pipeline.progress.store import RedisStore, redact
 from pipeline.results import BatchReport, BatchStatus
@@ -127,7 +128,9 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--strict", action="store_true", help="exit with status 1 if any image failed"
+        "--strict",
+        action="store_true",
+        help="exit with status 1 if any image failed or was cancelled",
     )
 
 
@@ -271,13 +274,29 @@ def _security(args: argparse.Namespace) -> Security | None:
 
 
 def _run_batch(args: argparse.Namespace, inputs: Sequence[str]) -> int:
-    config = config_from(args)
+    handle: api.BatchHandle | None = None
+    try:
+        with stop_signals_raise():
+            handle = _submit(args, inputs)
+            if args.detached:
+                print(handle.batch_id)
+                print(f"thumbflow: running on the cluster; `thumbflow watch {handle.batch_id}` "
+                      "follows it, `thumbflow cancel` stops it", file=sys.stderr)  # fmt: skip
+                return EXIT_OK
+            report = _follow(handle, show_progress=not args.no_progress)
+    except Interrupted as stop:
+        return _cancel_after(stop, handle)
+    print(_summary(report))
+    return _exit_code(report.status, strict=args.strict)
+
+
+def _submit(args: argparse.Namespace, inputs: Sequence[str]) -> api.BatchHandle:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ProgressStoreWarning)
         handle = api.submit(
             inputs,
             args.output,
-            config=config,
+            config=config_from(args),
             scheduler=args.scheduler,
             workers=args.workers,
             redis_url=args.redis,
@@ -292,20 +311,28 @@ def _run_batch(args: argparse.Namespace, inputs: Sequence[str]) -> int:
     print(f"thumbflow: batch {handle.batch_id}, dashboard {handle.dashboard_link}", file=sys.stderr)
     if args.redis:
         print(f"thumbflow: progress in {redact(args.redis)}", file=sys.stderr)
-    if args.detached:
-        print(handle.batch_id)
-        print(f"thumbflow: running on the cluster; `thumbflow watch {handle.batch_id}` follows "
-              "it, `thumbflow cancel` stops it", file=sys.stderr)  # fmt: skip
-        return EXIT_OK
-    try:
-        report = _follow(handle, show_progress=not args.no_progress)
-    except KeyboardInterrupt:
-        print("\nthumbflow: interrupted, cancelling the batch…", file=sys.stderr)
+    return handle
+
+
+def _cancel_after(stop: Interrupted, handle: api.BatchHandle | None) -> int:
+    """A stop signal: cancel the batch (nothing new starts, running tasks stop at their next
+    image), let the driver finish the manifest, the summary and the final state, then exit."""
+    if handle is None:
+        print(f"\nthumbflow: {stop.description} before the batch started", file=sys.stderr)
+        return stop.exit_code
+    print(f"\nthumbflow: {stop.description}, cancelling the batch…", file=sys.stderr)
+    with stop_signals_ignored():
         final = handle.cancel()
-        print(f"thumbflow: {_status_line(final)}; manifest {handle.manifest}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(_summary(report))
-    if args.strict and report.status.failed:
+    print(f"thumbflow: {_status_line(final)}; manifest {handle.manifest}", file=sys.stderr)
+    return stop.exit_code
+
+
+def _exit_code(status: BatchStatus, *, strict: bool) -> int:
+    """For automation: a cancelled batch has its own code; with --strict, any image that is
+    neither ok nor a duplicate (failed, or cancelled) fails the run."""
+    if status.state == "cancelled":
+        return EXIT_CANCELLED
+    if strict and (status.failed or status.cancelled):
         return EXIT_FAILED_IMAGES
     return EXIT_OK
 
@@ -417,6 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ThumbflowError as error:
         print(f"thumbflow: {error}", file=sys.stderr)
         return EXIT_INFRASTRUCTURE
+    except KeyboardInterrupt:  # status, watch, list, cancel: nothing to clean up
+        print("\nthumbflow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:
         logging.getLogger("pipeline.cli").exception("internal error")
         print(

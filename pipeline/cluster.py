@@ -1,16 +1,20 @@
-"""Getting a Dask client: the user's own, a scheduler address, or a LocalCluster we own."""
+"""Getting a Dask client: the user's own, a scheduler address, or this process's LocalCluster.
+Runs in the submitting process."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dask
 from distributed import Client, LocalCluster, Security
 
 from pipeline.errors import ClusterError, ConfigError
+from pipeline.interrupts import terminal_interrupts_ignored
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +29,12 @@ LOCAL_CLUSTER_CONFIG = {
 @dataclass
 class Connection:
     """A client, the LocalCluster it talks to if that runs in this process, and whether closing
-    them is ours to do."""
+    them is ours to do (``owned``), or someone else's to hear about (``on_close``)."""
 
     client: Client
     cluster: LocalCluster | None = None
     owned: bool = False
+    on_close: Callable[[], None] | None = None
 
     @property
     def dashboard_link(self) -> str | None:
@@ -37,6 +42,8 @@ class Connection:
         return str(link) if link else None
 
     def close(self) -> None:
+        if self.on_close is not None:
+            self.on_close()
         if not self.owned:
             return
         self.client.close()
@@ -50,7 +57,7 @@ def start_local_cluster(workers: int | None = None, dashboard_address: str = ":8
     count = workers or os.cpu_count() or 1
     if count < 1:
         raise ConfigError(f"workers must be at least 1, got {count}")
-    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+    with dask.config.set(LOCAL_CLUSTER_CONFIG), terminal_interrupts_ignored():
         cluster = LocalCluster(
             n_workers=count,
             threads_per_worker=1,
@@ -88,7 +95,7 @@ def connect(
     timeout: float = 10.0,
 ) -> Connection:
     """The user's ``client`` as given; else a client of ``scheduler`` (``tls://`` addresses take
-    ``security``, a ``distributed.Security``); else a LocalCluster."""
+    ``security``, a ``distributed.Security``); else this process's LocalCluster."""
     if client is not None and scheduler is not None:
         raise ConfigError("give either client= or scheduler=, not both")
     if client is not None:
@@ -114,4 +121,63 @@ def connect(
                 f"cannot reach the Dask scheduler at {scheduler}: {error}"
             ) from error
         return Connection(remote, owned=True)
-    return start_local_cluster(workers)
+    return process_cluster(workers)
+
+
+# -- the one LocalCluster of this process ---------------------------------------------------
+#
+# The first submit() that brings neither client= nor scheduler= starts it; later ones reuse it
+# (a second cluster would double the workers on the same cores, and two clusters racing to shut
+# down at exit made one batch's images fail with "cannot schedule new futures after shutdown").
+# It is closed when the interpreter exits, after the batches running on it have been cancelled
+# and have settled (pipeline.driver.run), or earlier by close_process_cluster().
+
+_lock = threading.Lock()
+_cluster: Connection | None = None
+_users = 0  # batches holding a connection to it
+
+
+def process_cluster(workers: int | None = None) -> Connection:
+    """A connection to this process's LocalCluster, started with ``workers`` processes if there
+    is none yet. Closing the connection releases it; the cluster itself lives on."""
+    global _cluster, _users
+    with _lock:
+        if _cluster is not None and _cluster.cluster is not None:
+            running = len(_cluster.cluster.workers)
+            if _cluster.cluster.status.name in ("closing", "closed"):
+                _cluster, _users = None, 0
+            elif workers is not None and workers != running:
+                if _users:
+                    raise ConfigError(
+                        f"this process's LocalCluster runs {running} workers for batches still "
+                        f"running; it cannot also have {workers} (wait for them, or leave "
+                        "workers= unset to share it)"
+                    )
+                _close_locked()
+        if _cluster is None:
+            _cluster = start_local_cluster(workers)
+        _users += 1
+        return Connection(_cluster.client, _cluster.cluster, on_close=_release)
+
+
+def _release() -> None:
+    global _users
+    with _lock:
+        _users = max(0, _users - 1)
+
+
+def close_process_cluster() -> None:
+    """Close this process's LocalCluster, if it has one (at exit, or to free its workers)."""
+    with _lock:
+        _close_locked()
+
+
+def _close_locked() -> None:
+    global _cluster, _users
+    if _cluster is None:
+        return
+    cluster, _cluster, _users = _cluster, None, 0
+    try:
+        cluster.close()
+    except Exception as error:  # closing at exit must not hide what the batch itself said
+        logger.debug("closing the LocalCluster: %s", error)

@@ -193,20 +193,6 @@ def test_unwritable_output_raises_before_any_work(samples: SampleSet, tmp_path: 
         pipeline.submit([samples.folder], blocker / "out")
 
 
-def test_own_local_cluster_is_started_and_closed(samples: SampleSet, tmp_path: Path) -> None:
-    psutil = pytest.importorskip("psutil")
-    before = {child.pid for child in psutil.Process().children(recursive=True)}
-    report = pipeline.run(samples.images[:2], tmp_path, workers=1)
-    assert report.status.ok == 2
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        now = {child.pid for child in psutil.Process().children(recursive=True)}
-        if now <= before:
-            break
-        time.sleep(0.2)
-    assert now <= before, "worker processes outlived the batch"
-
-
 def test_a_client_of_a_local_cluster_in_this_process_is_not_preflighted(
     samples: SampleSet,
     cluster_client: Client,

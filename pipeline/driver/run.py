@@ -27,7 +27,7 @@ from typing import Any
 
 from distributed import Future, as_completed, performance_report, span
 
-from pipeline.cluster import Connection
+from pipeline.cluster import Connection, close_process_cluster
 from pipeline.config import PipelineConfig
 from pipeline.driver import finish
 from pipeline.driver.crashes import Quarantine, crash_failure
@@ -350,10 +350,25 @@ class BatchRun:
 _running: weakref.WeakSet[BatchRun] = weakref.WeakSet()
 
 
-@atexit.register
-def _cancel_running_batches() -> None:
-    """At interpreter exit, cancel what still runs so the manifest is completed, temporary
-    files are gone and an owned LocalCluster is closed, instead of threads dying mid-write."""
-    for run in list(_running):
+def _settle_at_exit() -> None:
+    """At interpreter exit, cancel what still runs and wait for it to settle, so every manifest
+    is completed and temporary files are gone, instead of threads dying mid-write; then close
+    this process's LocalCluster."""
+    runs = list(_running)
+    for run in runs:
         run.cancel()
-        run.wait(timeout=15)
+    for run in runs:
+        run.wait(timeout=EXIT_SETTLE_S)
+    close_process_cluster()
+
+
+# How long exit waits for a cancelled batch to settle (its running tasks to stop, its manifest
+# and final state to be written).
+EXIT_SETTLE_S = 15.0
+
+# Python shuts concurrent.futures' executors down before atexit handlers run; Dask's client and
+# an in-process scheduler submit to those, so a batch cancelled from an atexit handler fails
+# with "cannot schedule new futures after shutdown". threading's own exit hooks run before that
+# (latest registered first), and that is where concurrent.futures registers its own shutdown.
+_register_exit_hook = getattr(threading, "_register_atexit", atexit.register)
+_register_exit_hook(_settle_at_exit)
