@@ -13,6 +13,7 @@ rename from a temporary name in the same folder, so a reader never sees a partia
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -32,8 +33,24 @@ class WriteAbandoned(Exception):
     """A write was dropped at the last moment because its result is no longer wanted."""
 
 
-# In the name of a file being written: ``<final name>.tmp-<random hex>``.
+# A file being written is named ``<final name>.tmp-<owner>.<random hex>``; its owner is
+# ``<batch id>.<worker tag>``, so that after a worker died, the temporaries it left can be told
+# from those of the same batch on live workers and from a concurrent batch writing the same image.
 TEMPORARY_MARK = ".tmp-"
+
+
+def temporary_owner(batch_id: str, worker_address: str) -> str:
+    """Who writes a temporary file: a batch, on one worker (a short tag of its address)."""
+    return f"{batch_id}.{hashlib.sha256(worker_address.encode()).hexdigest()[:8]}"
+
+
+def owner_of_temporary(name: str) -> str | None:
+    """The owner written into a temporary file's name; None for any other file."""
+    _, mark, rest = name.rpartition(TEMPORARY_MARK)
+    if not mark:
+        return None
+    owner, _, _random = rest.rpartition(".")
+    return owner
 
 
 def image_folder(sha256: str) -> str:
@@ -79,16 +96,21 @@ class OutputRoot:
             raise OutputError(f"output {self.url!r} is not writable: {error}") from error
 
     def write_atomic(
-        self, relative: str, data: bytes, still_wanted: Callable[[], bool] = lambda: True
+        self,
+        relative: str,
+        data: bytes,
+        still_wanted: Callable[[], bool] = lambda: True,
+        owner: str = "",
     ) -> None:
         """Write ``data`` so that the file at ``relative`` is either absent, old, or complete.
 
         ``still_wanted`` is asked just before the rename: a cancelled batch's task that is still
-        running then drops its temporary file instead of publishing it.
+        running then drops its temporary file instead of publishing it. ``owner`` goes into the
+        temporary file's name (see ``temporary_owner``).
         """
         final = self.full_path(relative)
         folder = final.rsplit("/", 1)[0]
-        temporary = f"{final}{TEMPORARY_MARK}{uuid.uuid4().hex}"
+        temporary = f"{final}{TEMPORARY_MARK}{owner}.{uuid.uuid4().hex}"
         if self._local:
             os.makedirs(folder, exist_ok=True)
             try:
@@ -119,17 +141,18 @@ class OutputRoot:
     def is_local(self) -> bool:
         return self._local
 
-    def remove_temporaries(self, folder: str) -> int:
-        """Delete the temporary files in ``folder``; returns how many. Only for when no write
-        can be running there: a worker killed mid-write leaves its temporary file behind (its
-        task's rerun elsewhere wrote the real one)."""
+    def remove_temporaries(self, folder: str, orphaned: Callable[[str], bool]) -> int:
+        """Delete the temporary files in ``folder`` whose owner is ``orphaned``; returns how
+        many. A worker killed mid-write leaves its temporary file behind (its task's rerun
+        elsewhere wrote the real one); only the caller knows which owners can write no more."""
         try:
             names = self._fs.ls(self.full_path(folder), detail=False)
         except OSError:
             return 0
         removed = 0
         for name in names:
-            if TEMPORARY_MARK in str(name).rsplit("/", 1)[-1]:
+            owner = owner_of_temporary(str(name).rsplit("/", 1)[-1])
+            if owner is not None and orphaned(owner):
                 try:
                     self._fs.rm(name)
                     removed += 1

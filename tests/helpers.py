@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 import pipeline
 from pipeline.config import PipelineConfig
 from pipeline.progress.store import batch_key
+from pipeline.storage import TEMPORARY_MARK, temporary_owner
 
 
 def read_rows(manifest: str | Path) -> list[dict[str, Any]]:
@@ -90,9 +91,17 @@ def run_killing_a_worker(
     handle = pipeline.submit([folder], output, client=client, redis_url=redis_url)
     wait_until(lambda: handle.status().ok >= 5)
     record = next(output.rglob("record.json"))
-    (record.parent / f"large.webp.tmp-{'0' * 32}").write_bytes(b"half a file")
-    os.kill(next(iter(client.run(os.getpid).values())), signal.SIGKILL)
+    victim, pid = next(iter(client.run(os.getpid).items()))
+    plant_temporary(record.parent, temporary_owner(handle.batch_id, victim))
+    os.kill(pid, signal.SIGKILL)
     return handle, handle.result()
+
+
+def plant_temporary(folder: Path, owner: str) -> Path:
+    """A half-written file as ``OutputRoot.write_atomic`` names it while writing for ``owner``."""
+    planted = folder / f"large.webp{TEMPORARY_MARK}{owner}.{'0' * 32}"
+    planted.write_bytes(b"half a file")
+    return planted
 
 
 def assert_exact_after_a_kill(

@@ -15,7 +15,7 @@ from distributed import Client
 from pipeline.driver.manifest import summary_path
 from pipeline.progress.publisher import RedisProgress, summary_fields
 from pipeline.results import BatchState
-from pipeline.storage import OutputRoot, image_folder
+from pipeline.storage import OutputRoot, image_folder, temporary_owner
 from pipeline.worker.cancellation import running_tasks
 
 logger = logging.getLogger(__name__)
@@ -48,25 +48,35 @@ def wait_until_no_task_runs(client: Client, batch_id: str) -> None:
         time.sleep(0.05)
 
 
-def a_worker_left(client: Client, workers_at_start: Set[str]) -> bool:
-    """Whether a worker that was there when the batch started is gone (died or restarted)."""
+def live_workers(client: Client) -> set[str] | None:
+    """The addresses of the workers there now; None if the cluster cannot say (it is going
+    away, and there is no one left to ask)."""
     try:
-        now = set(client.nthreads())  # a fresh answer; scheduler_info() may be a cached summary
-    except Exception:  # the cluster is going away: there is no one left to ask
-        return False
-    return not workers_at_start <= now
+        return set(client.nthreads())  # a fresh answer; scheduler_info() may be a cached summary
+    except Exception:
+        return None
 
 
-def remove_orphaned_temporaries(root: OutputRoot, batch_id: str, digests: Iterable[str]) -> None:
+def remove_orphaned_temporaries(
+    root: OutputRoot, batch_id: str, digests: Iterable[str], live: Set[str]
+) -> None:
     """A worker killed mid-write leaves its temporary file in the image's folder; Dask reran the
-    task elsewhere and the real file is in place. Every task of the batch has ended, so whatever
-    temporary is left in its images' folders is such an orphan. Object stores show a file only
-    once its upload completes, so only a local output can hold them (and listing every folder
-    of an object store would be costly)."""
+    task elsewhere and the real file is in place. Every task of the batch has ended, so a
+    temporary of this batch whose worker is not among the ``live`` ones can be written by no
+    one: that is an orphan. A live worker's, or another batch's writing the same image, is not
+    touched. Object stores show a file only once its upload completes, so only a local output
+    can hold orphans (and listing every folder of an object store would be costly)."""
     if not root.is_local:
         return
+    still_writing = {temporary_owner(batch_id, address) for address in live}
+
+    def orphaned(owner: str) -> bool:
+        return owner.rpartition(".")[0] == batch_id and owner not in still_writing
+
     try:
-        removed = sum(root.remove_temporaries(image_folder(digest)) for digest in set(digests))
+        removed = sum(
+            root.remove_temporaries(image_folder(digest), orphaned) for digest in set(digests)
+        )
     except Exception as error:  # tidying up must never keep a batch from ending
         logger.warning("batch %s: could not look for orphaned files: %s", batch_id, error)
         return

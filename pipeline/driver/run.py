@@ -324,9 +324,10 @@ class BatchRun:
         client = self.connection.client
         if self._cancel_requested and self._error is None:
             finish.wait_until_no_task_runs(client, self.batch_id)
-        if self._error is None and finish.a_worker_left(client, self._workers_at_start):
-            digests = self.ledger.processed_digests()
-            finish.remove_orphaned_temporaries(self.root, self.batch_id, digests)
+        live = finish.live_workers(client)
+        if self._error is None and live is not None and not self._workers_at_start <= live:
+            digests = self.ledger.processed_digests()  # a worker left: it may have left orphans
+            finish.remove_orphaned_temporaries(self.root, self.batch_id, digests, live)
         with self._lock:
             self._elapsed = self._since_start()
             if self._error is not None:

@@ -31,6 +31,7 @@ from pipeline.stages.resize import cascade, decode
 from pipeline.stages.validate import ImageHeader, read_header
 from pipeline.storage import RECORD_NAME, OutputRoot, WriteAbandoned, image_folder
 from pipeline.worker.cancellation import TaskCancelled, current_task_cancelled
+from pipeline.worker.identity import current_writer
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,9 @@ def _encode_and_write(
 
 def _write(root: OutputRoot, path: str, data: bytes, source: str) -> None:
     try:
-        root.write_atomic(path, data, still_wanted=lambda: not current_task_cancelled())
+        root.write_atomic(
+            path, data, still_wanted=lambda: not current_task_cancelled(), owner=current_writer()
+        )
     except WriteAbandoned:
         raise TaskCancelled from None
     except OSError as error:
