@@ -28,7 +28,8 @@ from pipeline._version import __version__
 from pipeline.config import DEFAULT_ENCODINGS, DEFAULT_SIZES, Encoding, PipelineConfig, Size
 from pipeline.errors import ConfigError, ProgressStoreWarning, ThumbflowError
 from pipeline.progress.publisher import DEFAULT_TTL_S
-from pipeline.progress.store import RedisStore, redact
+from pipeline.progress.store import RedisStore
+from pipeline.redaction import redact
 from pipeline.results import BatchReport, BatchStatus
 
 EXIT_OK = 0
