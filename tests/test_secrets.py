@@ -18,11 +18,13 @@ import pytest
 import redis
 from distributed import Client
 
+import pipeline
 from pipeline import cli
 from pipeline.errors import ConfigError, ProgressStoreUnavailable
 from pipeline.progress.store import RedisStore
 from pipeline.redaction import redact
 from pipeline.samples import photo_like
+from tests.helpers import read_rows
 from tests.redis_server import RedisServer, free_port
 
 # -- what counts as a leak ----------------------------------------------------------------------
@@ -298,3 +300,29 @@ def test_a_redis_password_appears_in_no_output(
 
     for text in seen:
         assert_no_secret(text, form.secrets)
+
+
+# -- what a refused file is, never what it says ----------------------------------------------------
+
+
+def test_a_refused_file_is_described_never_quoted(
+    cluster_client: Client, tmp_path: Path, small_image: Path
+) -> None:
+    """A link to a private file, fed in as an image, must not leak its first line into the
+    manifest (which the people who read the outputs can read)."""
+    line = "AWS_SECRET=Qv8Zr2Lp"
+    private = tmp_path / "private" / "credentials"
+    private.parent.mkdir()
+    private.write_text(f"{line}\nregion=eu-west-1\n")
+    link = small_image.parent / "holiday.jpg"
+    link.symlink_to(private)
+
+    report = pipeline.run([small_image.parent], tmp_path / "out", client=cluster_client)
+
+    rows = {Path(row["source"]).name: row for row in read_rows(report.manifest)}
+    failure = rows["holiday.jpg"]["failure"]
+    assert failure["code"] == "not_an_image"
+    assert "a text file" in failure["message"]
+    pieces = {line[start : start + 4] for start in range(len(line) - 3)}
+    assert not [piece for piece in pieces if piece in failure["message"]], failure["message"]
+    assert_no_secret(Path(report.manifest).read_text(), (line,))
