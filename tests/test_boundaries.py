@@ -1,9 +1,14 @@
-"""Writes stay inside the output root: a symbolic link planted inside it that leads elsewhere
-never carries a manifest, a summary or a derivative out. Links that stay inside are fine."""
+"""What a batch touches stays inside: writes in the output root (a symbolic link planted inside
+it that leads elsewhere never carries a manifest, a summary or a derivative out; links that stay
+inside are fine), and the LocalCluster we start listens on loopback only."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -129,3 +134,52 @@ def test_a_planted_image_folder_link_fails_that_image_only(
     assert f"'{link}' is a symbolic link" in failed["failure"]["message"]
     assert rows[images[1].name]["status"] == "ok"
     assert os.path.islink(out / link)  # left as it was: the user decides what to do with it
+
+
+# -- the LocalCluster we start -------------------------------------------------------------------
+
+# Run in a process of its own, so that the sockets found are this cluster's and no other's.
+LISTENING_SOCKETS = """
+import json, psutil
+from pipeline.cluster import start_local_cluster
+if __name__ == "__main__":
+    connection = start_local_cluster(workers=1)
+    try:
+        me = psutil.Process()
+        found = [
+            (process.pid, socket.laddr.ip, socket.laddr.port)
+            for process in (me, *me.children(recursive=True))
+            for socket in process.net_connections(kind="inet")
+            if socket.status == psutil.CONN_LISTEN
+        ]
+        print(json.dumps({"link": connection.dashboard_link, "listening": found}), flush=True)
+        input()  # the test fetches the dashboard meanwhile
+    finally:
+        connection.close()
+"""
+
+
+def test_the_local_cluster_listens_on_loopback_only() -> None:
+    probe = subprocess.Popen(
+        [sys.executable, "-c", LISTENING_SOCKETS],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert probe.stdout is not None
+        assert probe.stdin is not None
+        found = json.loads(probe.stdout.readline())
+        with urllib.request.urlopen(found["link"], timeout=30) as page:
+            assert page.status == 200  # the printed link works
+        probe.stdin.write("\n")
+        probe.stdin.flush()
+        assert probe.wait(timeout=60) == 0
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+            probe.wait()
+    pids = {pid for pid, _, _ in found["listening"]}
+    assert len(pids) >= 2  # the scheduler's process and a worker's: not an empty check
+    dashboard_port = int(found["link"].split(":")[2].split("/")[0])
+    assert dashboard_port in {port for _, _, port in found["listening"]}
+    exposed = [entry for entry in found["listening"] if entry[1] not in ("127.0.0.1", "::1")]
+    assert not exposed, f"listening beyond loopback: {exposed}"
