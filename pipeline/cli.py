@@ -29,7 +29,7 @@ from pipeline.config import DEFAULT_ENCODINGS, DEFAULT_SIZES, Encoding, Pipeline
 from pipeline.errors import ConfigError, ProgressStoreWarning, ThumbflowError
 from pipeline.progress.publisher import DEFAULT_TTL_S
 from pipeline.progress.store import RedisStore
-from pipeline.redaction import redact
+from pipeline.redaction import redact, redact_location
 from pipeline.results import BatchReport, BatchStatus
 
 EXIT_OK = 0
@@ -252,8 +252,8 @@ def _summary(report: BatchReport) -> str:
     if report.failures_by_code:
         codes = ", ".join(f"{code} {n}" for code, n in sorted(report.failures_by_code.items()))
         lines.append(f"  failures by code: {codes}")
-    lines.append(f"  derivatives: {report.output}")
-    lines.append(f"  manifest:    {report.manifest}")
+    lines.append(f"  derivatives: {redact_location(report.output)}")
+    lines.append(f"  manifest:    {redact_location(report.manifest)}")
     return "\n".join(lines)
 
 
@@ -303,7 +303,8 @@ def _run_batch(args: argparse.Namespace, inputs: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("\nthumbflow: interrupted, cancelling the batch…", file=sys.stderr)
         final = handle.cancel()
-        print(f"thumbflow: {_status_line(final)}; manifest {handle.manifest}", file=sys.stderr)
+        manifest = redact_location(handle.manifest)
+        print(f"thumbflow: {_status_line(final)}; manifest {manifest}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(_summary(report))
     if args.strict and report.status.failed:
@@ -344,7 +345,7 @@ def _status(args: argparse.Namespace) -> int:
         if stored.stale:
             print("  no heartbeat for over a minute: its submitting process may be gone")
         if manifest := stored.fields.get("manifest"):
-            print(f"  manifest: {manifest}")
+            print(f"  manifest: {redact_location(manifest)}")
         if failures := json.loads(stored.fields.get("failures_by_code") or "{}"):
             print("  failures by code: " + ", ".join(f"{c} {n}" for c, n in failures.items()))
     return EXIT_OK

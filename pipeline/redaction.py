@@ -40,6 +40,11 @@ def redact(url: str) -> str:
     return redacted
 
 
+def redact_location(location: str) -> str:
+    """A local path as it is; a URL (say, an output folder on a server) redacted."""
+    return redact(location) if "://" in location else location
+
+
 def redact_text(text: str, url: str) -> str:
     """``text`` (say, a library's error message about ``url``) with ``url`` redacted and any
     credential of ``url`` it quotes replaced by ``***``."""

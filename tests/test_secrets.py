@@ -22,7 +22,7 @@ import pipeline
 from pipeline import cli
 from pipeline.errors import ConfigError, ProgressStoreUnavailable
 from pipeline.progress.store import RedisStore
-from pipeline.redaction import redact
+from pipeline.redaction import redact, redact_location
 from pipeline.samples import photo_like
 from tests.helpers import read_rows
 from tests.redis_server import RedisServer, free_port
@@ -92,6 +92,11 @@ def test_redact_hides_every_credential_and_keeps_the_address(
 def test_redact_leaves_a_url_without_credentials_as_it_was() -> None:
     for url in ("redis://cache:6379/0", "rediss://[::1]:6380/2?ssl_cert_reqs=none", "unix:///s"):
         assert redact(url) == url
+
+
+def test_a_location_is_a_local_path_as_it_is_or_a_url_redacted() -> None:
+    assert redact_location("/data/out/manifests/b.jsonl") == "/data/out/manifests/b.jsonl"
+    assert redact_location("ftp://me:Heron5510@files/out") == "ftp://me:***@files/out"
 
 
 def test_a_malformed_url_says_so_without_echoing_it() -> None:
