@@ -29,7 +29,8 @@ from pipeline.config import DEFAULT_ENCODINGS, DEFAULT_SIZES, Encoding, Pipeline
 from pipeline.errors import ConfigError, ProgressStoreWarning, ThumbflowError
 from pipeline.interrupts import Interrupted, stop_signals_ignored, stop_signals_raise
 from pipeline.progress.publisher import DEFAULT_TTL_S
-from pipeline.progress.store import RedisStore, redact
+from pipeline.progress.store import RedisStore
+from pipeline.redaction import redact, redact_location
 from pipeline.results import BatchReport, BatchStatus
 
 EXIT_OK = 0
@@ -254,8 +255,8 @@ def _summary(report: BatchReport) -> str:
     if report.failures_by_code:
         codes = ", ".join(f"{code} {n}" for code, n in sorted(report.failures_by_code.items()))
         lines.append(f"  failures by code: {codes}")
-    lines.append(f"  derivatives: {report.output}")
-    lines.append(f"  manifest:    {report.manifest}")
+    lines.append(f"  derivatives: {redact_location(report.output)}")
+    lines.append(f"  manifest:    {redact_location(report.manifest)}")
     return "\n".join(lines)
 
 
@@ -323,7 +324,8 @@ def _cancel_after(stop: Interrupted, handle: api.BatchHandle | None) -> int:
     print(f"\nthumbflow: {stop.description}, cancelling the batch…", file=sys.stderr)
     with stop_signals_ignored():
         final = handle.cancel()
-    print(f"thumbflow: {_status_line(final)}; manifest {handle.manifest}", file=sys.stderr)
+    manifest = redact_location(handle.manifest)
+    print(f"thumbflow: {_status_line(final)}; manifest {manifest}", file=sys.stderr)
     return stop.exit_code
 
 
@@ -370,7 +372,7 @@ def _status(args: argparse.Namespace) -> int:
         if stored.stale:
             print("  no heartbeat for over a minute: its submitting process may be gone")
         if manifest := stored.fields.get("manifest"):
-            print(f"  manifest: {manifest}")
+            print(f"  manifest: {redact_location(manifest)}")
         if failures := json.loads(stored.fields.get("failures_by_code") or "{}"):
             print("  failures by code: " + ", ".join(f"{c} {n}" for c, n in failures.items()))
     return EXIT_OK

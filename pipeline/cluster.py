@@ -51,17 +51,35 @@ class Connection:
             self.cluster.close()
 
 
-def start_local_cluster(workers: int | None = None, dashboard_address: str = ":8787") -> Connection:
+# A cluster we start for one user's batch answers only on this machine: its scheduler and
+# workers run whatever they are sent, and its dashboard shows file names.
+LOOPBACK = "127.0.0.1"
+
+
+def start_local_cluster(
+    workers: int | None = None, dashboard_address: str = ":8787", host: str = LOOPBACK
+) -> Connection:
     """A LocalCluster of single-threaded worker processes, one per core by default: Pillow
-    releases the GIL in places but not all, so processes beat threads for image work."""
+    releases the GIL in places but not all, so processes beat threads for image work.
+
+    Scheduler, workers and dashboard listen on ``host`` (loopback unless asked otherwise); a
+    ``dashboard_address`` without a host (``":8787"``, ``":0"``) means that host too. If the
+    dashboard's port is taken (another cluster), distributed picks a free one, and
+    ``dashboard_link`` says which.
+    """
     count = workers or os.cpu_count() or 1
     if count < 1:
         raise ConfigError(f"workers must be at least 1, got {count}")
+    if dashboard_address.startswith(":"):
+        dashboard_address = (
+            f"[{host}]{dashboard_address}" if ":" in host else host + dashboard_address
+        )
     with dask.config.set(LOCAL_CLUSTER_CONFIG), terminal_interrupts_ignored():
         cluster = LocalCluster(
             n_workers=count,
             threads_per_worker=1,
             processes=True,
+            host=host,
             dashboard_address=dashboard_address,
             silence_logs=logging.WARNING,
         )

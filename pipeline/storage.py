@@ -33,6 +33,15 @@ class WriteAbandoned(Exception):
     """A write was dropped at the last moment because its result is no longer wanted."""
 
 
+class OutsideOutputRoot(OutputError, OSError):
+    """A local write would leave the output root: a symbolic link on the way leads out. An
+    ``OSError`` too, so that a worker reports it as the image's ``write_error``."""
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 # A file being written is named ``<final name>.tmp-<owner>.<random hex>``; its owner is
 # ``<batch id>.<worker tag>``, so that after a worker died, the temporaries it left can be told
 # from those of the same batch on live workers and from a concurrent batch writing the same image.
@@ -112,6 +121,8 @@ class OutputRoot:
         folder = final.rsplit("/", 1)[0]
         temporary = f"{final}{TEMPORARY_MARK}{owner}.{uuid.uuid4().hex}"
         if self._local:
+            # The rename replaces a link at ``final`` itself, so only the folder matters.
+            self._refuse_links_out(relative.rpartition("/")[0])
             os.makedirs(folder, exist_ok=True)
             try:
                 with open(temporary, "wb") as stream:
@@ -146,6 +157,7 @@ class OutputRoot:
         many. A worker killed mid-write leaves its temporary file behind (its task's rerun
         elsewhere wrote the real one); only the caller knows which owners can write no more."""
         try:
+            self._refuse_links_out(folder)  # never delete anything outside the root
             names = self._fs.ls(self.full_path(folder), detail=False)
         except OSError:
             return 0
@@ -170,11 +182,34 @@ class OutputRoot:
 
     def open_text_for_writing(self, relative: str) -> Any:
         full = self.full_path(relative)
+        self._refuse_links_out(relative)  # written in place: a link at the file itself counts
         self._fs.makedirs(full.rsplit("/", 1)[0], exist_ok=True)
         return self._fs.open(full, "w", encoding="utf-8")
 
     def rename(self, relative_from: str, relative_to: str) -> None:
+        self._refuse_links_out(relative_to.rpartition("/")[0])
         self._fs.mv(self.full_path(relative_from), self.full_path(relative_to))
+
+    def _refuse_links_out(self, relative: str) -> None:
+        """Raise ``OutsideOutputRoot`` if ``relative`` (a local file or folder under the root,
+        existing or not) really lies outside the root once symbolic links are followed, naming
+        the link that leads out. Links that stay inside the root are fine, and so is a root that
+        is itself a link. Object stores have no links: nothing to check there."""
+        if not self._local or not relative:
+            return
+        real_root = os.path.realpath(self._path)
+        if _is_within(os.path.realpath(self.full_path(relative)), real_root):
+            return
+        parts = relative.split("/")
+        for depth in range(1, len(parts) + 1):
+            step = "/".join(parts[:depth])
+            target = os.path.realpath(self.full_path(step))
+            if os.path.islink(self.full_path(step)) and not _is_within(target, real_root):
+                raise OutsideOutputRoot(
+                    f"{step!r} is a symbolic link to {target}, outside the output root "
+                    f"{self.url}: thumbflow does not write through it"
+                )
+        raise OutsideOutputRoot(f"{relative!r} lies outside the output root {self.url}")
 
     def exists(self, relative: str) -> bool:
         return bool(self._fs.exists(self.full_path(relative)))

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import redis
 
@@ -42,11 +43,14 @@ class RedisServer:
     binary: str
     port: int = field(default_factory=free_port)
     password: str | None = None
+    # Also listen on this Unix socket (for unix:// URLs).
+    unix_socket: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        # Percent-encoded, so that a password with '#', '@', '/' or spaces still makes a URL.
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
@@ -56,6 +60,8 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             command += ["--requirepass", self.password]
+        if self.unix_socket:
+            command += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -23,16 +23,18 @@ whose process died without a word still goes away.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from pipeline.errors import BatchNotFound, ProgressStoreUnavailable
+from pipeline.errors import BatchNotFound, ConfigError, ProgressStoreUnavailable
+from pipeline.redaction import redact as redact  # re-exported: imported from here elsewhere
+from pipeline.redaction import redact_text
 from pipeline.results import FINAL_STATES, BatchStatus
 
 INDEX_KEY = "thumbflow:batches"
@@ -63,18 +65,6 @@ class BatchRecordLost(Exception):
     an eviction, a FLUSHALL): whoever writes must recreate it from what it knows."""
 
 
-def redact(url: str) -> str:
-    """``url`` with any password replaced, safe for logs, errors and reprs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
-
-
 def batch_key(batch_id: str) -> str:
     return f"thumbflow:batch:{batch_id}"
 
@@ -88,14 +78,41 @@ def events_key(batch_id: str) -> str:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client with short timeouts: progress must never stall the batch it describes."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=10,
-    )
+    """A client with short timeouts: progress must never stall the batch it describes.
+
+    A URL redis-py cannot use raises ``ConfigError`` here, before anything connects, and never
+    with redis-py's own words: they quote the URL's pieces, and a '#' typed into a password
+    makes one of those pieces half of the password.
+    """
+    try:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            health_check_interval=10,
+        )
+        # Unknown query parameters (?token=) only fail when a connection is made: make one
+        # (it does not connect) so that they fail now.
+        pool = client.connection_pool
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as error:
+        unknown = re.findall(r"argument '(\w+)'", str(error))
+        raise ConfigError(
+            f"the Redis URL {redact(url)} has a parameter redis-py does not accept "
+            f"({', '.join(unknown) or 'unknown'})"
+        ) from None
+    except ValueError:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"the Redis URL {redact(url)} must start with redis://, rediss:// or unix://"
+            ) from None
+        raise ConfigError(
+            f"cannot read the Redis URL {redact(url)}: is it malformed? Characters such as "
+            "# @ / ? % or spaces in a password must be percent-encoded "
+            "(urllib.parse.quote(password, safe=''))"
+        ) from None
+    return client
 
 
 @dataclass(frozen=True)
@@ -162,9 +179,10 @@ class RedisStore:
         try:
             yield
         except redis.RedisError as error:
+            # redis-py's messages name hosts, not passwords; redacted all the same, in case.
+            reason = f"{type(error).__name__}: {redact_text(str(error), self.url)}"
             raise ProgressStoreUnavailable(
-                f"progress store unavailable at {redact(self.url)} "
-                f"({type(error).__name__}: {error})"
+                f"progress store unavailable at {redact(self.url)} ({reason})"
             ) from error
 
     def ping(self) -> None:

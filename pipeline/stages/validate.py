@@ -73,7 +73,11 @@ def _identify(head: bytes) -> tuple[str, str | None] | None:
 
 
 def describe_start(head: bytes) -> str:
-    """A person-readable guess at what a non-image file is, from its first bytes."""
+    """A person-readable guess at what a non-image file is, from its first bytes. It names the
+    kind of content, never the bytes: an input may be a link to a private file, and this text
+    ends up in the manifest."""
+    if not head:
+        return "an empty file"
     known = _identify(head)
     if known is not None:
         return known[0]
@@ -84,11 +88,9 @@ def describe_start(head: bytes) -> str:
         return "an XML/SVG document"
     if text.startswith(b"#!"):
         return "a script"
-    if head and all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
-        return f"a text file (starts with {head[:12].decode()!r})"
-    shown = head[:8].decode("latin-1")
-    printable = "".join(ch if ch.isprintable() else "." for ch in shown)
-    return f"unknown content (starts with {printable!r})"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return "a text file"
+    return "binary data"
 
 
 def _unidentified(source: str, head: bytes) -> Failure:
