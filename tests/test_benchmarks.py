@@ -60,15 +60,11 @@ def test_resampling_table_keeps_lanczos_above_the_bar(samples: SampleSet) -> Non
     assert lanczos.rstrip(" |").endswith("yes")
 
 
-def test_dask_facts_quick_rows_still_measure(samples: SampleSet) -> None:
-    """The design notes' measuring script, two cheap facts in quick mode."""
+def test_dask_facts_pillow_rows_still_measure(samples: SampleSet) -> None:
+    """The design notes' measuring script, its cheapest fact (no cluster) in quick mode."""
     from benchmarks import dask_facts
 
-    rows = dask_facts.keys(quick=True) + dask_facts.pillow_costs(
-        quick=True, photo=Path(samples.images[0])
-    )
-    values = {what: value for _, what, value in rows}
-    assert values["submit f()->1 then g()->2 under one still-held key"] == "second future returns 1"
-    assert "resize" in values["task prefixes (dashboard groups) of tuple keys"].split(", ")
-    assert sum(fact == "9 Pillow" for fact, _, _ in rows) >= 10
+    rows = dask_facts.pillow_costs(quick=True, photo=Path(samples.images[0]))
+    assert len(rows) >= 10
+    assert all(fact == "9 Pillow" and "skipped" not in value for fact, _, value in rows)
     assert dask_facts.table(rows).count("\n") == len(rows) + 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
 from typing import Any
 
 from distributed import Client
@@ -25,6 +25,24 @@ logger = logging.getLogger(__name__)
 CANCEL_SETTLE_S = 30.0
 # How long the end of a batch waits for the progress store to take its final state.
 PROGRESS_FLUSH_S = 10.0
+
+
+def settle_and_tidy(
+    client: Client,
+    root: OutputRoot,
+    batch_id: str,
+    *,
+    cancelled: bool,
+    workers_at_start: Set[str],
+    digests: Callable[[], Iterable[str]],
+) -> None:
+    """Once the last result is in: a cancelled batch waits until none of its tasks runs; a
+    batch that lost a worker removes the temporary files that worker left."""
+    if cancelled:
+        wait_until_no_task_runs(client, batch_id)
+    live = live_workers(client)
+    if live is not None and not workers_at_start <= live:
+        remove_orphaned_temporaries(root, batch_id, digests(), live)
 
 
 def wait_until_no_task_runs(client: Client, batch_id: str) -> None:
