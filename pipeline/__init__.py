@@ -1,4 +1,5 @@
-"""thumbflow: batches of images to web derivatives on a Dask cluster.
+"""thumbflow: batches of images to web derivatives on a Dask cluster. The public API, imported
+in the user's process; workers and the scheduler import the package too, to run its tasks.
 
 >>> import pipeline
 >>> handle = pipeline.submit(["photos/"], "out/")   # returns at once

@@ -1,4 +1,5 @@
-"""Photo-like sample images for the demo and the tests, made with Pillow alone.
+"""Photo-like sample images for the demo and the tests, made with Pillow alone. Runs in the
+process that asks for them (the CLI's demo, a test, a notebook).
 
 Each sample has smooth gradients, shapes and sensor-like noise (so encoders see realistic
 content, not flat colour), and the set covers what real batches hold: landscape and portrait

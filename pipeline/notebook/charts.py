@@ -1,4 +1,4 @@
-"""Where a batch's time goes, step by step, as a bokeh chart."""
+"""Where a batch's time goes, step by step, as a bokeh chart. Runs in the notebook's kernel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sources beside their derivatives, embedded as data URIs so a saved notebook keeps them."""
+"""Sources beside their derivatives, embedded as data URIs so a saved notebook keeps them.
+Runs in the notebook's kernel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What the notebook helpers share: an HTML value with a text form, and the outcome colours."""
+"""What the notebook helpers share: an HTML value with a text form, and the outcome colours.
+Runs in the notebook's kernel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A live progress bar for a batch, as plain HTML updated in place (no ipywidgets)."""
+"""A live progress bar for a batch, as plain HTML updated in place (no ipywidgets). Runs in the
+notebook's kernel; unrelated to ``pipeline.progress``, which records progress in Redis."""
 
 from __future__ import annotations
 
