@@ -20,7 +20,7 @@ for programs; its ``message`` is for people.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 
@@ -84,7 +84,7 @@ class Failure:
     message: str
 
     def to_json(self) -> dict[str, str]:
-        return {"step": self.step, "code": self.code, "message": self.message}
+        return asdict(self)
 
 
 class ImageError(Exception):

@@ -72,3 +72,13 @@ def redis_url(redis_binary: str) -> Iterator[str]:
     server = RedisServer(redis_binary).start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_the_process_cluster() -> Iterator[None]:
+    """Tests that submit without a client share this process's LocalCluster; close it while
+    pytest still captures its logs, not at interpreter exit after the streams are gone."""
+    yield
+    from pipeline.cluster import close_process_cluster
+
+    close_process_cluster()
