@@ -25,10 +25,10 @@ from pipeline.config import Encoding, PipelineConfig
 from pipeline.errors import Failure, ImageError, Step
 from pipeline.results import ImageResult, OutputFile
 from pipeline.stages.encode import encode
-from pipeline.stages.hashing import sha256_of
+from pipeline.stages.hashing import Digest, read_as_hashed, sha256_of
 from pipeline.stages.metadata import NOTHING, Carried
-from pipeline.stages.resize import cascade, decode
-from pipeline.stages.validate import ImageHeader, read_header
+from pipeline.stages.resize import cascade, decode_bytes
+from pipeline.stages.validate import ImageHeader, header_of_bytes, read_header
 from pipeline.storage import RECORD_NAME, OutputRoot, WriteAbandoned, image_folder
 from pipeline.worker.cancellation import TaskCancelled, current_task_cancelled
 
@@ -144,12 +144,14 @@ def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list
         def action(timings: dict[str, float]) -> ImageWork:
             if current_task_cancelled():
                 raise TaskCancelled
-            assert work.header is not None
             with _timed(timings, "decode"):
-                decoded = decode(work.source, work.header, config)
+                data = read_as_hashed(work.source, Digest(work.sha256, work.size_bytes))
+                # Validate read the path earlier; the limits must hold for these very bytes.
+                header = header_of_bytes(work.source, data, config)
+                decoded = decode_bytes(work.source, data, header, config)
             with _timed(timings, "resize"):
                 renders = cascade(decoded, config)
-            return replace(work, renders=renders, carried=decoded.carried)
+            return replace(work, header=header, renders=renders, carried=decoded.carried)
 
         return action
 

@@ -1,0 +1,176 @@
+"""Outputs that never lie: what a batch writes, reuses and lists is true of the content it names.
+
+Each test runs real batches on the shared LocalCluster: a source rewritten while the batch runs,
+two settings sharing one output root, an output root inside the input folder, and derivatives
+damaged on disk between two runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from distributed import Client
+
+import pipeline
+from pipeline.config import PipelineConfig
+from pipeline.results import ImageResult
+from pipeline.samples import photo_like
+from pipeline.storage import OutputRoot
+from pipeline.worker.tasks import encode_chunk, hash_chunk, resize_chunk, validate_chunk
+from tests.helpers import read_rows as rows_as_written
+
+
+def read_rows(manifest: str) -> list[dict]:
+    """The manifest's rows in input order (they are written as images finish)."""
+    return sorted(rows_as_written(manifest), key=lambda row: row["index"])
+
+
+SMALL = (640, 480)
+
+
+def _photos(folder: Path, seeds: range, size: tuple[int, int] = SMALL) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in seeds:
+        path = folder / f"photo_{seed:03d}.jpg"
+        photo_like(*size, seed=seed).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def _listed_files(manifest: str, root: Path) -> dict[str, bytes]:
+    """Every file the manifest lists, with its bytes as they are now."""
+    return {
+        output["path"]: (root / output["path"]).read_bytes()
+        for row in read_rows(manifest)
+        for output in row["outputs"]
+    }
+
+
+def _image_folders(root: Path) -> list[Path]:
+    return [folder for folder in root.glob("??/*") if folder.is_dir()]
+
+
+# --- 1. a source rewritten while the batch runs ------------------------------------------------
+
+
+@contextmanager
+def _swapping(targets: list[Path], pairs: list[tuple[Path, Path]]) -> Iterator[None]:
+    """Replace each target with the other picture of its pair, every few milliseconds, by an
+    atomic rename (a reader holding the file open keeps reading one whole picture)."""
+    stop = threading.Event()
+
+    def swap() -> None:
+        turn = 0
+        while not stop.is_set():
+            turn += 1
+            for target, pair in zip(targets, pairs, strict=True):
+                staged = target.with_name(f".{target.name}.next")
+                os.link(pair[turn % 2], staged)
+                os.replace(staged, target)
+            stop.wait(0.002)
+
+    thread = threading.Thread(target=swap, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _assert_every_folder_holds_its_own_content(output: Path, reference: Path) -> None:
+    """Every file in every image folder is the one a clean batch made from the bytes whose
+    digest names the folder (the encoders are deterministic, so bytes compare exactly)."""
+    folders = _image_folders(output)
+    assert folders
+    for folder in folders:
+        for file in folder.iterdir():
+            relative = file.relative_to(output)
+            expected = reference / relative
+            assert expected.exists(), f"{relative}: a folder of content no input ever had"
+            assert file.read_bytes() == expected.read_bytes(), f"{relative}: another picture"
+
+
+def test_a_source_rewritten_during_the_batch_never_lands_under_another_digest(
+    cluster_client: Client, tmp_path: Path
+) -> None:
+    count = 16
+    originals = _photos(tmp_path / "pictures", range(2 * count))
+    pairs = [(originals[2 * i], originals[2 * i + 1]) for i in range(count)]
+    reference = tmp_path / "reference"
+    pipeline.run([tmp_path / "pictures"], reference, client=cluster_client)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    targets = [inputs / f"{i:02d}.jpg" for i in range(count)]
+    for target, (first, _) in zip(targets, pairs, strict=True):
+        os.link(first, target)
+
+    output = tmp_path / "out"
+    with _swapping(targets, pairs):
+        report = pipeline.run([inputs], output, client=cluster_client)
+    rows = read_rows(report.manifest)
+    assert len(rows) == count
+    for row in rows:
+        if row["status"] == "failed":
+            assert row["failure"]["code"] == "changed_during_batch", row
+            assert row["source"] in row["failure"]["message"]
+            assert "changed" in row["failure"]["message"]
+    _assert_every_folder_holds_its_own_content(output, reference)
+
+    # Once the files hold still, a rerun processes each one's final content.
+    rerun = read_rows(pipeline.run([inputs], output, client=cluster_client).manifest)
+    assert [row["status"] for row in rerun] == ["ok"] * count
+    for row in rerun:
+        assert row["sha256"] == hashlib.sha256(Path(row["source"]).read_bytes()).hexdigest()
+    _assert_every_folder_holds_its_own_content(output, reference)
+
+
+def _through_the_steps(
+    source: Path, config: PipelineConfig, root: OutputRoot, between: list[bytes]
+) -> ImageResult:
+    """One image through the four task functions in this process, its file replaced by
+    ``between[0]`` after hashing and by ``between[1]`` after validating."""
+    hashed = hash_chunk([(0, str(source))])
+    source.write_bytes(between[0])
+    validated = validate_chunk(hashed, frozenset({0}), config, root)
+    source.write_bytes(between[1])
+    (result,) = encode_chunk(resize_chunk(validated, config), config, root)
+    return result
+
+
+def test_content_other_than_the_hashed_bytes_is_never_decoded(tmp_path: Path) -> None:
+    first, second = _photos(tmp_path / "in", range(2))
+    other = second.read_bytes()
+    root = OutputRoot(str(tmp_path / "out"))
+    result = _through_the_steps(first, PipelineConfig(), root, [other, other])
+    assert result.status == "failed"
+    assert result.failure is not None
+    assert result.failure.code == "changed_during_batch"
+    assert str(first) in result.failure.message
+    assert not (tmp_path / "out").exists() or _image_folders(tmp_path / "out") == []
+
+
+def test_the_limits_hold_for_the_bytes_decoded_not_only_the_bytes_validated(
+    tmp_path: Path,
+) -> None:
+    """Hashed a large picture, validated a small one swapped in, then the large one is back:
+    its digest matches, but it must be refused as if it had been validated."""
+    large = tmp_path / "large.png"
+    photo_like(1600, 1200, seed=1).save(large)
+    small = tmp_path / "small.png"
+    photo_like(64, 48, seed=2).save(small)
+    config = PipelineConfig(max_pixels=100_000, max_decoded_pixels=100_000)
+    source = tmp_path / "in.png"
+    source.write_bytes(large.read_bytes())
+    result = _through_the_steps(
+        source, config, OutputRoot(str(tmp_path / "out")), [small.read_bytes(), large.read_bytes()]
+    )
+    assert result.status == "failed"
+    assert result.failure is not None
+    assert result.failure.code == "too_many_pixels"
