@@ -18,6 +18,7 @@ from distributed import Client
 
 import pipeline
 from pipeline.config import PipelineConfig
+from pipeline.inputs import expand_inputs
 from pipeline.results import ImageResult
 from pipeline.samples import photo_like
 from pipeline.storage import OutputRoot
@@ -174,3 +175,45 @@ def test_the_limits_hold_for_the_bytes_decoded_not_only_the_bytes_validated(
     assert result.status == "failed"
     assert result.failure is not None
     assert result.failure.code == "too_many_pixels"
+
+
+# --- 3. an output root inside the input folder -------------------------------------------------
+
+
+def test_an_output_root_inside_the_inputs_is_never_read_as_input(
+    cluster_client: Client, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "in"
+    photos = _photos(inputs, range(3))
+    for _ in range(2):
+        report = pipeline.run([inputs], inputs / "out", client=cluster_client)
+        rows = read_rows(report.manifest)
+        assert sorted(row["source"] for row in rows) == sorted(str(p) for p in photos)
+
+
+def test_expanding_inputs_leaves_out_the_output_root(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    photos = _photos(inputs, range(2))
+    for name in ("out/ab/abc/thumbnail.jpg", "out/manifests/x.jsonl", "outer.jpg"):
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        (inputs / name).write_bytes(b"x")
+    linked = tmp_path / "link-to-out"
+    linked.symlink_to(inputs / "out")
+    expected = sorted([*map(str, photos), str(inputs / "outer.jpg")])
+    for output in (inputs / "out", linked, f"{inputs}/./out/"):
+        found = expand_inputs([inputs, inputs / "out" / "manifests" / "x.jsonl"], output)
+        assert sorted(item.source for item in found) == expected
+
+
+def test_expanding_url_inputs_leaves_out_the_output_root() -> None:
+    import fsspec
+
+    filesystem = fsspec.filesystem("memory")
+    base = "memory://thumbflow-tests/integrity"
+    for name in ("in/a.jpg", "in/out/ab/abc/thumbnail.jpg", "in/out/manifests/x.jsonl"):
+        filesystem.pipe(f"{base}/{name}", b"x")
+    try:
+        found = expand_inputs([f"{base}/in"], f"{base}/in/out/")
+        assert [item.source for item in found] == ["memory:///thumbflow-tests/integrity/in/a.jpg"]
+    finally:
+        filesystem.rm(base, recursive=True)
