@@ -89,7 +89,7 @@ def run_killing_a_worker(
     must still end with none."""
     handle = pipeline.submit([folder], output, client=client, redis_url=redis_url)
     wait_until(lambda: handle.status().ok >= 5)
-    record = next(output.rglob("record.json"))
+    record = next(output.rglob("record-*.json"))
     (record.parent / f"large.webp.tmp-{'0' * 32}").write_bytes(b"half a file")
     os.kill(next(iter(client.run(os.getpid).values())), signal.SIGKILL)
     return handle, handle.result()

@@ -17,7 +17,7 @@ from pathlib import Path
 from distributed import Client
 
 import pipeline
-from pipeline.config import PipelineConfig
+from pipeline.config import Encoding, PipelineConfig, Size
 from pipeline.inputs import expand_inputs
 from pipeline.results import ImageResult
 from pipeline.samples import photo_like
@@ -177,6 +177,58 @@ def test_the_limits_hold_for_the_bytes_decoded_not_only_the_bytes_validated(
     assert result.failure.code == "too_many_pixels"
 
 
+# --- 2. two settings, one output root ----------------------------------------------------------
+
+
+def test_other_settings_never_change_the_files_an_earlier_manifest_lists(
+    cluster_client: Client, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "in", range(3))
+    output = tmp_path / "out"
+    first = pipeline.run(photos, output, client=cluster_client)
+    listed = _listed_files(first.manifest, output)
+
+    other = PipelineConfig(
+        sizes=(
+            Size(name="thumbnail", width=300, height=300),
+            Size(name="medium", width=500, height=500),
+        ),
+        encodings=(Encoding(format="jpeg", quality=40),),
+    )
+    second = pipeline.run(photos, output, config=other, client=cluster_client)
+    assert [row["status"] for row in read_rows(second.manifest)] == ["ok"] * 3
+    assert set(_listed_files(second.manifest, output)).isdisjoint(listed)
+    assert _listed_files(first.manifest, output) == listed
+
+    # Equal settings again: everything reused, nothing written.
+    again = read_rows(pipeline.run(photos, output, client=cluster_client).manifest)
+    assert all(row["reused"] for row in again)
+    assert _listed_files(first.manifest, output) == listed
+
+
+def test_an_avif_setting_leaves_the_jpeg_and_webp_in_place(
+    cluster_client: Client, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "in", range(2))
+    output = tmp_path / "out"
+    formats = ("jpeg:85", "webp:80", "avif:60")
+    slow = PipelineConfig(encodings=tuple(Encoding.parse(text) for text in formats))
+    fast = PipelineConfig(
+        encodings=(*slow.encodings[:2], Encoding(format="avif", quality=60, avif_speed=10))
+    )
+    first = read_rows(pipeline.run(photos, output, config=slow, client=cluster_client).manifest)
+    stamps = {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.suffix in (".jpg", ".webp")}
+    second = read_rows(pipeline.run(photos, output, config=fast, client=cluster_client).manifest)
+
+    for before, after in zip(first, second, strict=True):
+        kept = [o for o in before["outputs"] if o["format"] != "avif"]
+        assert [o for o in after["outputs"] if o["format"] != "avif"] == kept
+        avif_before = {o["path"] for o in before["outputs"] if o["format"] == "avif"}
+        avif_after = {o["path"] for o in after["outputs"] if o["format"] == "avif"}
+        assert avif_before.isdisjoint(avif_after)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # reused, not written again
+
+
 # --- 3. an output root inside the input folder -------------------------------------------------
 
 
@@ -217,3 +269,42 @@ def test_expanding_url_inputs_leaves_out_the_output_root() -> None:
         assert [item.source for item in found] == ["memory:///thumbflow-tests/integrity/in/a.jpg"]
     finally:
         filesystem.rm(base, recursive=True)
+
+
+# --- 4. reuse checks what it reuses ------------------------------------------------------------
+
+
+def test_a_damaged_derivative_is_made_again(cluster_client: Client, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "in", range(3))
+    output = tmp_path / "out"
+    first = pipeline.run(photos, output, client=cluster_client)
+    listed = _listed_files(first.manifest, output)
+    first_rows = read_rows(first.manifest)
+    truncated = output / first_rows[0]["outputs"][0]["path"]
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    flipped = output / first_rows[1]["outputs"][-1]["path"]
+    damaged = bytearray(flipped.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # same size, other content
+    flipped.write_bytes(bytes(damaged))
+
+    rerun = pipeline.run(photos, output, client=cluster_client)
+    rows = read_rows(rerun.manifest)
+    assert [row["status"] for row in rows] == ["ok"] * 3
+    assert [row["reused"] for row in rows] == [False, False, True]
+    assert [row["outputs"] for row in rows] == [row["outputs"] for row in first_rows]
+    assert _listed_files(rerun.manifest, output) == listed
+
+
+def test_reused_images_are_held_to_the_current_limits(
+    cluster_client: Client, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "in", range(2))
+    output = tmp_path / "out"
+    pipeline.run(photos, output, client=cluster_client)
+    stricter = PipelineConfig(max_pixels=SMALL[0] * SMALL[1] - 1)
+    rows = read_rows(pipeline.run(photos, output, config=stricter, client=cluster_client).manifest)
+    for row in rows:
+        assert row["status"] == "failed"
+        assert row["failure"]["code"] == "too_many_pixels"
+        assert row["reused"] is False
+        assert row["outputs"] == []
