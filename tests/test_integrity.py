@@ -308,3 +308,22 @@ def test_reused_images_are_held_to_the_current_limits(
         assert row["failure"]["code"] == "too_many_pixels"
         assert row["reused"] is False
         assert row["outputs"] == []
+
+
+def test_outputs_made_from_part_of_a_file_are_not_reused_by_a_batch_that_refuses_that(
+    cluster_client: Client, tmp_path: Path
+) -> None:
+    (photo,) = _photos(tmp_path / "whole", range(1))
+    truncated = tmp_path / "in" / "truncated.jpg"
+    truncated.parent.mkdir()
+    truncated.write_bytes(photo.read_bytes()[: photo.stat().st_size * 2 // 3])
+    output = tmp_path / "out"
+    accepting = PipelineConfig(accept_truncated=True)
+    (first,) = read_rows(
+        pipeline.run([truncated], output, config=accepting, client=cluster_client).manifest
+    )
+    assert first["status"] == "ok"
+    (refused,) = read_rows(pipeline.run([truncated], output, client=cluster_client).manifest)
+    assert refused["status"] == "failed"
+    assert refused["failure"]["code"] == "truncated"
+    assert refused["reused"] is False
