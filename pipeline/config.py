@@ -26,6 +26,7 @@ Every limit is checked from the file's size or header, before any pixel is decod
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -226,8 +227,7 @@ class PipelineConfig:
 
     def output_name(self, size: Size, encoding: Encoding) -> str:
         """The file name of one derivative: ``thumbnail-3f9a1c2b4d5e.jpg``."""
-        fingerprint = self.output_fingerprint(size, encoding)[:OUTPUT_NAME_HEX]
-        return f"{size.name}-{fingerprint}.{encoding.extension}"
+        return _output_name(self, size, encoding)
 
     @property
     def fingerprint(self) -> str:
@@ -237,3 +237,10 @@ class PipelineConfig:
             self.output_name(size, encoding) for size in self.sizes for encoding in self.encodings
         ]
         return hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]
+
+
+# Asked for every derivative of every image (~0.1 ms each to compute); a worker sees few configs.
+@functools.lru_cache(maxsize=256)
+def _output_name(config: PipelineConfig, size: Size, encoding: Encoding) -> str:
+    fingerprint = config.output_fingerprint(size, encoding)[:OUTPUT_NAME_HEX]
+    return f"{size.name}-{fingerprint}.{encoding.extension}"
