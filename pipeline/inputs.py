@@ -64,7 +64,10 @@ def _is_within(path: str, folder: str) -> bool:
 
 def _walk_local(folder: str, output: _OutputRoot) -> Iterator[InputFile]:
     """Files below ``folder`` in a stable order; hidden files and folders (.DS_Store, .git) are
-    not inputs, nor is the output root."""
+    not inputs, nor is the output root. Checked per folder, not per file (resolving a path
+    costs a system call per component): the walk does not follow links to folders."""
+    if output.holds_local(folder):
+        return
     for current, folders, files in os.walk(folder):
         folders[:] = sorted(
             name
@@ -72,9 +75,9 @@ def _walk_local(folder: str, output: _OutputRoot) -> Iterator[InputFile]:
             if not name.startswith(".") and not output.holds_local(os.path.join(current, name))
         )
         for name in sorted(files):
-            path = os.path.join(current, name)
-            if name.startswith(".") or output.holds_local(path):
+            if name.startswith("."):
                 continue
+            path = os.path.join(current, name)
             try:
                 yield InputFile(path, os.stat(path).st_size)
             except OSError:
