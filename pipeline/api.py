@@ -151,8 +151,8 @@ def submit(
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     named = [os.fspath(item) for item in inputs]
-    files = expand_inputs(named)
     root = OutputRoot(os.fspath(output))
+    files = expand_inputs(named, output_root=root.url)
     root.check_writable()
     batch_id = new_batch_id()
     store = _progress_store(redis_url, required=require_redis or detached)

@@ -1,7 +1,9 @@
 """What a batch produces and the limits it enforces, validated once at construction.
 
-A ``PipelineConfig`` is frozen and small: it travels inside every task of a batch, and its
-``fingerprint`` names the outputs it produces so a rerun with the same settings can reuse them.
+A ``PipelineConfig`` is frozen and small: it travels inside every task of a batch. Each output
+it produces is named by an *output fingerprint* of exactly what shapes that file's bytes
+(``output_name``), so two settings never write the same path, and its ``fingerprint`` names the
+whole set (the record of what a batch made for one image, see ``pipeline.storage``).
 
 ======================  ============================================  =========================
 field                   meaning                                       default
@@ -24,10 +26,11 @@ Every limit is checked from the file's size or header, before any pixel is decod
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from pipeline.errors import ConfigError
@@ -100,6 +103,22 @@ class Encoding:
     def extension(self) -> str:
         return FILE_EXTENSIONS[self.format]
 
+    @property
+    def knobs(self) -> dict[str, int | bool]:
+        """The settings this format's encoder reads, and only those: a WebP or AVIF setting
+        does not make another JPEG."""
+        if self.format == "jpeg":
+            return {
+                "quality": self.quality,
+                "progressive": self.jpeg_progressive,
+                "optimize": self.jpeg_optimize,
+            }
+        if self.format == "webp":
+            return {"quality": self.quality, "method": self.webp_method}
+        if self.format == "avif":
+            return {"quality": self.quality, "speed": self.avif_speed}
+        raise AssertionError(f"unknown format {self.format!r}")
+
     @classmethod
     def parse(cls, text: str) -> Encoding:
         """``"webp"``, ``"webp:75"`` or ``"jpg:90"``."""
@@ -119,6 +138,15 @@ DEFAULT_SIZES = (
     Size(name="large", width=1920, height=1080),
 )
 DEFAULT_ENCODINGS = (Encoding(format="jpeg", quality=85), Encoding(format="webp", quality=80))
+
+
+# Bump when thumbflow changes how pixels or encoded bytes come out of equal settings (another
+# resampling filter, colour conversion or cascade): every output then gets a new name, and
+# nothing made before is taken for what the new code would make.
+RENDER_VERSION = 1
+# Hex digits of the output fingerprint in a file name: 48 bits. Even a thousand settings used
+# on one output root give two of them the same file name with odds below 1 in 500 million.
+OUTPUT_NAME_HEX = 12
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,19 +198,49 @@ class PipelineConfig:
         if len(self.background) != 3 or not all(0 <= c <= 255 for c in self.background):
             raise ConfigError(f"background {self.background}: expected three values 0..255")
 
-    @property
-    def fingerprint(self) -> str:
-        """Names the derivatives this config produces: equal fingerprints, identical outputs.
+    def output_fingerprint(self, size: Size, encoding: Encoding) -> str:
+        """Names one derivative by what shapes its bytes, and nothing else.
 
-        The limits and ``accept_truncated`` decide which inputs are refused, not what an
-        accepted input's derivatives look like, so they are left out: changing them reuses
-        every output already made."""
-        affecting = {
-            "sizes": [asdict(s) for s in self.sizes],
-            "encodings": [asdict(e) for e in self.encodings],
-            "background": list(self.background),
+        - Every size's box and mode, not only its own: the decode scale follows the largest
+          size, and each size is resized from the next larger one (``stages.resize``).
+        - Its own format's encoder knobs only (``Encoding.knobs``).
+        - The background only where it shows: JPEG flattens alpha onto it, ``pad`` fills with it.
+        - ``colour`` and ``keep_metadata``: the pixels' profile and what the file carries.
+        - ``RENDER_VERSION``, for changes in thumbflow itself.
+
+        Size names are not in it (they are in the file name), nor are the limits or
+        ``accept_truncated``: they decide whether an image gets derivatives, not what they hold.
+        A record says which policy made an output (``pipeline.storage``)."""
+        shaping: dict[str, object] = {
+            "render": RENDER_VERSION,
+            "box": [size.width, size.height, size.mode],
+            "boxes": sorted([s.width, s.height, s.mode] for s in self.sizes),
+            "format": encoding.format,
+            "knobs": encoding.knobs,
             "colour": self.colour,
             "keep_metadata": self.keep_metadata,
         }
-        encoded = json.dumps(affecting, sort_keys=True).encode()
-        return hashlib.sha256(encoded).hexdigest()[:16]
+        if encoding.format == "jpeg" or size.mode == "pad":
+            shaping["background"] = list(self.background)
+        encoded = json.dumps(shaping, sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()
+
+    def output_name(self, size: Size, encoding: Encoding) -> str:
+        """The file name of one derivative: ``thumbnail-3f9a1c2b4d5e.jpg``."""
+        return _output_name(self, size, encoding)
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the set of derivatives this config produces: equal fingerprints, identical
+        outputs. Made of the outputs' names, so it ignores what they ignore."""
+        names = [
+            self.output_name(size, encoding) for size in self.sizes for encoding in self.encodings
+        ]
+        return hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]
+
+
+# Asked for every derivative of every image (~0.1 ms each to compute); a worker sees few configs.
+@functools.lru_cache(maxsize=256)
+def _output_name(config: PipelineConfig, size: Size, encoding: Encoding) -> str:
+    fingerprint = config.output_fingerprint(size, encoding)[:OUTPUT_NAME_HEX]
+    return f"{size.name}-{fingerprint}.{encoding.extension}"

@@ -70,6 +70,7 @@ FailureCode = Literal[
     "decode_error",
     "encode_error",
     "write_error",
+    "changed_during_batch",  # the file's bytes changed between hashing and decoding
     "worker_died",  # decoding it killed its worker every time it was tried (memory, a crash)
     "internal_error",  # a bug in thumbflow; the message carries the exception
 ]

@@ -1,14 +1,25 @@
 """Where outputs go and how they get there: content-addressed paths, atomic writes, records.
+Runs on the workers (writes, records) and in the driver (manifests, the orphan sweep).
 
 Layout under the output root::
 
-    ab/abcdef…/large.jpg         derivatives of the image whose SHA-256 is abcdef…
-    ab/abcdef…/record.json       what was made there, and under which config fingerprint
-    manifests/<batch id>.jsonl   one row per input of that batch
+    ab/abcdef…/large-3f9a1c2b4d5e.jpg   a derivative of the image whose SHA-256 is abcdef…,
+                                        named by its size and by what shaped its bytes
+    ab/abcdef…/record-<config>.json     what one config made there (written last)
+    manifests/<batch id>.jsonl          one row per input of that batch
 
-Paths depend only on content, so duplicates and reruns land on the same files, and a rerun with
-the same settings finds ``record.json`` and does not redo the image. Every file appears by
-rename from a temporary name in the same folder, so a reader never sees a partial file.
+The folder comes from the source's content, the file name from the settings that shape that one
+file (``PipelineConfig.output_name``: its box, every box of the cascade, its format's encoder
+knobs, colour and metadata options, background where it shows, a render version). So
+duplicates and reruns land on the same files, while other settings never write a path an
+earlier manifest lists: those files stay byte-identical, whatever runs later into the root.
+
+A record lists each output with its size in bytes and its SHA-256, and which truncation policy
+made it. A rerun reuses an output only if the file is there with exactly that size and digest
+(a damaged one is made again), and not one made while accepting truncated files when it refuses
+them. Outputs shared by two settings (a JPEG whose settings did not change while the AVIF's
+did) are found in the other settings' records. Every file appears by rename from a temporary
+name in the same folder, so a reader never sees a partial file.
 """
 
 from __future__ import annotations
@@ -18,15 +29,69 @@ import json
 import os
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import OutputError
+from pipeline.results import OutputFile
 from pipeline.stages.sources import is_url
 
-RECORD_NAME = "record.json"
+RECORD_PREFIX = "record-"
+
+
+def record_name(config_fingerprint: str) -> str:
+    """The record of what one config made in an image's folder."""
+    return f"{RECORD_PREFIX}{config_fingerprint}.json"
+
+
+def is_record_name(name: str) -> bool:
+    return name.startswith(RECORD_PREFIX) and name.endswith(".json")
+
+
+@dataclass(frozen=True)
+class RecordedOutput:
+    """One derivative as its record knows it: enough to tell whether the file is still it."""
+
+    output: OutputFile
+    sha256: str
+
+    @classmethod
+    def of(cls, output: OutputFile, data: bytes) -> RecordedOutput:
+        return cls(output, hashlib.sha256(data).hexdigest())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.output.to_json(), "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> RecordedOutput:
+        return cls(OutputFile.from_json(row), str(row["sha256"]))
+
+
+@dataclass(frozen=True)
+class Record:
+    """What one config made for one image. ``accept_truncated``: made by a batch that accepted
+    files ending early, so possibly from part of the file (not for a batch that refuses them)."""
+
+    accept_truncated: bool
+    outputs: tuple[RecordedOutput, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accept_truncated": self.accept_truncated,
+            "outputs": [output.to_json() for output in self.outputs],
+        }
+
+    @classmethod
+    def from_json(cls, document: Any) -> Record | None:
+        """The record, or None for anything else (an older layout, a damaged file)."""
+        try:
+            outputs = tuple(RecordedOutput.from_json(row) for row in document["outputs"])
+            return cls(bool(document["accept_truncated"]), outputs)
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 class WriteAbandoned(Exception):
@@ -213,3 +278,31 @@ class OutputRoot:
 
     def exists(self, relative: str) -> bool:
         return bool(self._fs.exists(self.full_path(relative)))
+
+    def read_record(self, relative: str) -> Record | None:
+        return Record.from_json(self.read_json(relative))
+
+    def records_in(self, folder: str) -> dict[str, Record]:
+        """Every readable record in ``folder``, by file name (one listing, then one read each)."""
+        try:
+            names = [
+                str(name).rsplit("/", 1)[-1]
+                for name in self._fs.ls(self.full_path(folder), detail=False)
+            ]
+        except OSError:
+            return {}
+        found = {
+            name: self.read_record(f"{folder}/{name}") for name in names if is_record_name(name)
+        }
+        return {name: record for name, record in found.items() if record is not None}
+
+    def holds(self, recorded: RecordedOutput) -> bool:
+        """Whether the file is there with exactly the recorded size and SHA-256. Reads it whole:
+        derivatives are small, and this is what makes reusing one safe."""
+        expected = recorded.output.bytes
+        try:
+            with self._fs.open(self.full_path(recorded.output.path), "rb") as stream:
+                data = stream.read(expected + 1)
+        except OSError:
+            return False
+        return len(data) == expected and hashlib.sha256(data).hexdigest() == recorded.sha256

@@ -90,7 +90,7 @@ def run_killing_a_worker(
     must still end with none."""
     handle = pipeline.submit([folder], output, client=client, redis_url=redis_url)
     wait_until(lambda: handle.status().ok >= 5)
-    record = next(output.rglob("record.json"))
+    record = next(output.rglob("record-*.json"))
     victim, pid = next(iter(client.run(os.getpid).items()))
     plant_temporary(record.parent, temporary_owner(handle.batch_id, victim))
     os.kill(pid, signal.SIGKILL)

@@ -102,4 +102,4 @@ def test_demo_makes_samples_and_processes_them(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "ok 4 · duplicate 1 · failed 2" in done.stdout
     assert (tmp_path / "thumbflow-demo" / "samples").is_dir()
-    assert list((tmp_path / "thumbflow-demo" / "derivatives").rglob("large.webp"))
+    assert list((tmp_path / "thumbflow-demo" / "derivatives").rglob("large-*.webp"))

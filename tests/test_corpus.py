@@ -59,5 +59,5 @@ def test_photos_with_a_duplicate_and_a_corrupt_file(
     assert "corrupt.jpg" in rows["corrupt.jpg"]["failure"]["message"]
     others = [row for name, row in rows.items() if name not in ("copy_of_nikon.jpg", "corrupt.jpg")]
     assert all(row["status"] == "ok" and len(row["outputs"]) == 6 for row in others)
-    assert len(list(output.rglob("record.json"))) == 25
+    assert len(list(output.rglob("record-*.json"))) == 25
     assert leftover_temporaries(output) == []

@@ -33,7 +33,7 @@ def test_a_lost_workers_temporaries_go_and_no_one_elses(many: Path, tmp_path: Pa
         first = pipeline.submit([many], output, client=client)
         second = pipeline.submit([many], output, client=client)  # same images, same root
         wait_until(lambda: first.status().ok >= 5)
-        folder = next(output.rglob("record.json")).parent
+        folder = next(output.rglob("record-*.json")).parent
         (victim, pid), (survivor, _) = client.run(os.getpid).items()
         orphan = plant_temporary(folder, temporary_owner(first.batch_id, victim))
         # a third batch, still writing this image on a live worker, must keep its file

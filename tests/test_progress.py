@@ -199,7 +199,7 @@ def test_ctrl_c_cancels_cleanly_with_exit_130(many: Path, tmp_path: Path) -> Non
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-    wait_until(lambda: len(list(output.rglob("record.json"))) >= 2, timeout=60)
+    wait_until(lambda: len(list(output.rglob("record-*.json"))) >= 2, timeout=60)
     children = psutil.Process(process.pid).children(recursive=True)
     os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     _, err = process.communicate(timeout=60)

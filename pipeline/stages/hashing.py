@@ -1,10 +1,12 @@
-"""Content digest of a source, read in chunks so a 50 MB input never sits in memory whole."""
+"""Content digest of a source, read in chunks so a 50 MB input never sits in memory whole; and
+the source's bytes read back whole for decoding, checked against that digest."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 
+from pipeline.errors import Failure, ImageError
 from pipeline.stages.sources import open_binary
 
 CHUNK_BYTES = 1 << 20
@@ -24,3 +26,23 @@ def sha256_of(source: str, chunk_bytes: int = CHUNK_BYTES) -> Digest:
             digest.update(block)
             size += len(block)
     return Digest(sha256=digest.hexdigest(), size_bytes=size)
+
+
+def read_as_hashed(source: str, digest: Digest) -> bytes:
+    """The bytes of ``source``, provided they are still the ones ``digest`` was taken of.
+
+    The path is read again long after it was hashed (other images of its chunk come first), and
+    a file replaced in between would put one picture's derivatives under another's digest. So
+    the bytes decoded are read once, into memory, and hashed again: they are the bytes the
+    digest names, or the image fails. At most one byte more than was hashed is read, so a file
+    grown meanwhile cannot hold more memory than the size limits already allowed.
+    """
+    with open_binary(source) as stream:
+        data = stream.read(digest.size_bytes + 1)
+    if len(data) != digest.size_bytes or hashlib.sha256(data).hexdigest() != digest.sha256:
+        message = (
+            f"{source}: the file changed while the batch ran (its bytes are no longer those "
+            f"hashed at the start); run again to process its new content"
+        )
+        raise ImageError(Failure("resize", "changed_during_batch", message))
+    return data

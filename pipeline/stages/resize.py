@@ -11,7 +11,10 @@ image, which is faster and keeps a worker's memory at one decoded image (~4 byte
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -59,8 +62,19 @@ def _largest_needed(header: ImageHeader, config: PipelineConfig) -> tuple[int, i
 
 def decode(source: str, header: ImageHeader, config: PipelineConfig) -> Decoded:
     """Load the first frame (nothing else of an animation, the primary image of an MPO)."""
+    return _decode(source, lambda: open_binary(source), header, config)
+
+
+def decode_bytes(source: str, data: bytes, header: ImageHeader, config: PipelineConfig) -> Decoded:
+    """``decode`` of a file's bytes already in memory; ``source`` names it in failures."""
+    return _decode(source, lambda: io.BytesIO(data), header, config)
+
+
+def _decode(
+    source: str, opened: Callable[[], BinaryIO], header: ImageHeader, config: PipelineConfig
+) -> Decoded:
     try:
-        with open_binary(source) as stream:
+        with opened() as stream:
             image = open_image(stream)
             with decoding(accept_truncated=config.accept_truncated):
                 # draft() needs the exact box: thumbnail()'s reducing_gap would ask for twice

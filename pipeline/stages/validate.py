@@ -7,7 +7,9 @@ decompression bomb is refused before a single pixel is decoded.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, replace
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -135,20 +137,34 @@ def read_header(source: str, size_bytes: int, config: PipelineConfig) -> ImageHe
     """The image's header facts, or ``ImageError`` saying why it is refused."""
     limits.check_file_size(source, size_bytes, config)
     with open_binary(source) as stream:
-        head = stream.read(32)
-        stream.seek(0)
+        return _header_from(source, stream, size_bytes, config)
+
+
+def header_of_bytes(source: str, data: bytes, config: PipelineConfig) -> ImageHeader:
+    """``read_header`` of a file's bytes already in memory (``source`` names it in refusals):
+    the limits then hold for the very bytes about to be decoded, whatever the path held when it
+    was validated. Costs a header parse, no decoding."""
+    limits.check_file_size(source, len(data), config)
+    return _header_from(source, io.BytesIO(data), len(data), config)
+
+
+def _header_from(
+    source: str, stream: BinaryIO, size_bytes: int, config: PipelineConfig
+) -> ImageHeader:
+    head = stream.read(32)
+    stream.seek(0)
+    try:
+        image = open_image(stream)
+    except Exception as error:
+        raise ImageError(_refusal(source, head, size_bytes, error)) from None
+    with image:
         try:
-            image = open_image(stream)
-        except Exception as error:
-            raise ImageError(_refusal(source, head, size_bytes, error)) from None
-        with image:
-            try:
-                return _checked_header(source, image, config)
-            except ImageError:
-                raise
-            except Exception as error:  # damage found while reading past the first header
-                message = f"{source}: {describe_start(head)} whose header is damaged ({error})"
-                raise ImageError(Failure("validate", "decode_error", message)) from None
+            return _checked_header(source, image, config)
+        except ImageError:
+            raise
+        except Exception as error:  # damage found while reading past the first header
+            message = f"{source}: {describe_start(head)} whose header is damaged ({error})"
+            raise ImageError(Failure("validate", "decode_error", message)) from None
 
 
 def _refusal(source: str, head: bytes, size_bytes: int, error: Exception) -> Failure:

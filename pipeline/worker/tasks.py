@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -25,11 +25,18 @@ from pipeline.config import Encoding, PipelineConfig
 from pipeline.errors import Failure, ImageError, Step
 from pipeline.results import ImageResult, OutputFile
 from pipeline.stages.encode import encode
-from pipeline.stages.hashing import sha256_of
+from pipeline.stages.hashing import Digest, read_as_hashed, sha256_of
 from pipeline.stages.metadata import NOTHING, Carried
-from pipeline.stages.resize import cascade, decode
-from pipeline.stages.validate import ImageHeader, read_header
-from pipeline.storage import RECORD_NAME, OutputRoot, WriteAbandoned, image_folder
+from pipeline.stages.resize import cascade, decode_bytes
+from pipeline.stages.validate import ImageHeader, header_of_bytes, read_header
+from pipeline.storage import (
+    OutputRoot,
+    Record,
+    RecordedOutput,
+    WriteAbandoned,
+    image_folder,
+    record_name,
+)
 from pipeline.worker.cancellation import TaskCancelled, current_task_cancelled
 from pipeline.worker.identity import current_writer
 
@@ -43,16 +50,19 @@ class ImageWork:
     sha256: str = ""
     size_bytes: int = 0
     header: ImageHeader | None = None
+    # Derivatives an earlier run made and left intact, by path: not encoded again.
+    kept: Mapping[str, RecordedOutput] = field(default_factory=dict)
     renders: dict[str, Image.Image] | None = None
     carried: Carried = NOTHING  # what the derivatives carry besides pixels
-    reused_outputs: tuple[OutputFile, ...] | None = None
+    outputs: tuple[RecordedOutput, ...] | None = None  # set once every derivative is in place
+    reused: bool = False  # every derivative was kept: nothing decoded
     failure: Failure | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
         """Still needs work from the next step."""
-        return self.failure is None and self.reused_outputs is None
+        return self.failure is None and self.outputs is None
 
 
 @contextmanager
@@ -107,33 +117,65 @@ def hash_chunk(items: Sequence[tuple[int, str]]) -> list[ImageWork]:
     return [_attempt(work, "hash", digest(work)) for work in (ImageWork(i, s) for i, s in items)]
 
 
-def _reusable_outputs(
-    work: ImageWork, config: PipelineConfig, root: OutputRoot
-) -> tuple[OutputFile, ...] | None:
-    """The outputs of an earlier run with the same settings, if they are all still there."""
-    record = root.read_json(f"{image_folder(work.sha256)}/{RECORD_NAME}")
-    if not isinstance(record, dict) or record.get("fingerprint") != config.fingerprint:
-        return None
-    try:
-        outputs = tuple(OutputFile.from_json(row) for row in record["outputs"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    if all(root.exists(output.path) for output in outputs):
-        return outputs
-    return None
+def _planned_paths(sha256: str, config: PipelineConfig) -> list[str]:
+    """Every derivative's path, in the order of the manifest (sizes, then formats)."""
+    folder = image_folder(sha256)
+    return [
+        f"{folder}/{config.output_name(size, encoding)}"
+        for size in config.sizes
+        for encoding in config.encodings
+    ]
+
+
+def _trusted(record: Record | None, config: PipelineConfig) -> Iterator[RecordedOutput]:
+    """The outputs of ``record`` this batch may take: none made while accepting truncated files
+    if this batch refuses them (they may show only part of the file)."""
+    if record is not None and (config.accept_truncated or not record.accept_truncated):
+        yield from record.outputs
+
+
+def _intact_outputs(
+    sha256: str, config: PipelineConfig, root: OutputRoot
+) -> dict[str, RecordedOutput]:
+    """The derivatives this config wants that are already there, each checked against its
+    record's size and SHA-256. This config's own record first (one read); if it does not
+    account for everything, the other configs' records in the folder, for outputs they share."""
+    wanted = set(_planned_paths(sha256, config))
+    folder = image_folder(sha256)
+    own = record_name(config.fingerprint)
+    intact: dict[str, RecordedOutput] = {}
+
+    def take(record: Record | None) -> None:
+        for recorded in _trusted(record, config):
+            path = recorded.output.path
+            if path in wanted and path not in intact and root.holds(recorded):
+                intact[path] = recorded
+
+    take(root.read_record(f"{folder}/{own}"))
+    if len(intact) < len(wanted):
+        for name, record in root.records_in(folder).items():
+            if name != own:
+                take(record)
+    return intact
 
 
 def validate_chunk(
     hashed: Sequence[ImageWork], keep: frozenset[int], config: PipelineConfig, root: OutputRoot
 ) -> list[ImageWork]:
-    """Header checks for the images the client kept after dedup (``keep`` holds their indices)."""
+    """Header checks for the images the client kept after dedup (``keep`` holds their indices).
+
+    An image whose derivatives are all intact from an earlier run is done here, unless the
+    current limits refuse it: a rerun holds every image to them, reused or not."""
 
     def check(work: ImageWork) -> Action:
         def action(_: dict[str, float]) -> ImageWork:
-            reused = _reusable_outputs(work, config, root)
-            if reused is not None:
-                return replace(work, reused_outputs=reused)
-            return replace(work, header=read_header(work.source, work.size_bytes, config))
+            header = read_header(work.source, work.size_bytes, config)
+            kept = _intact_outputs(work.sha256, config, root)
+            planned = _planned_paths(work.sha256, config)
+            if all(path in kept for path in planned):
+                outputs = tuple(kept[path] for path in planned)
+                return replace(work, header=header, outputs=outputs, reused=True)
+            return replace(work, header=header, kept=kept)
 
         return action
 
@@ -145,12 +187,14 @@ def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list
         def action(timings: dict[str, float]) -> ImageWork:
             if current_task_cancelled():
                 raise TaskCancelled
-            assert work.header is not None
             with _timed(timings, "decode"):
-                decoded = decode(work.source, work.header, config)
+                data = read_as_hashed(work.source, Digest(work.sha256, work.size_bytes))
+                # Validate read the path earlier; the limits must hold for these very bytes.
+                header = header_of_bytes(work.source, data, config)
+                decoded = decode_bytes(work.source, data, header, config)
             with _timed(timings, "resize"):
                 renders = cascade(decoded, config)
-            return replace(work, renders=renders, carried=decoded.carried)
+            return replace(work, header=header, renders=renders, carried=decoded.carried)
 
         return action
 
@@ -168,13 +212,17 @@ def _encode_and_write(
 ) -> ImageWork:
     assert work.renders is not None
     folder = image_folder(work.sha256)
-    outputs: list[OutputFile] = []
+    outputs: list[RecordedOutput] = []
     # A source smaller than several boxes renders to the same image for each of them: encode it
     # once per format (+54 % images/s on 640x480 web images, byte-identical files).
     encoded: dict[tuple[int, Encoding], bytes] = {}
     for size in config.sizes:
         image = work.renders[size.name]
         for encoding in config.encodings:
+            path = f"{folder}/{config.output_name(size, encoding)}"
+            if path in work.kept:  # made by an earlier run and intact: the same bytes
+                outputs.append(work.kept[path])
+                continue
             try:
                 with _timed(timings, "encode"):
                     if (id(image), encoding) not in encoded:
@@ -185,15 +233,16 @@ def _encode_and_write(
             except (OSError, ValueError) as error:
                 message = f"{work.source}: {encoding.format} encoder failed at {size.name}: {error}"
                 raise ImageError(Failure("encode", "encode_error", message)) from None
-            path = f"{folder}/{size.name}.{encoding.extension}"
             with _timed(timings, "write"):
                 _write(root, path, data, work.source)
-            outputs.append(OutputFile(path, size.name, encoding.format, *image.size, len(data)))
-    record = {"fingerprint": config.fingerprint, "outputs": [o.to_json() for o in outputs]}
+            output = OutputFile(path, size.name, encoding.format, *image.size, len(data))
+            outputs.append(RecordedOutput.of(output, data))
+    record = Record(config.accept_truncated, tuple(outputs))
     with _timed(timings, "write"):
-        # Written last: its presence means every derivative above is complete.
-        _write(root, f"{folder}/{RECORD_NAME}", _json_bytes(record), work.source)
-    return replace(work, renders=None, reused_outputs=tuple(outputs))
+        # Written last: its presence means every derivative it lists is complete.
+        record_path = f"{folder}/{record_name(config.fingerprint)}"
+        _write(root, record_path, _json_bytes(record.to_json()), work.source)
+    return replace(work, renders=None, outputs=tuple(outputs))
 
 
 def _write(root: OutputRoot, path: str, data: bytes, source: str) -> None:
@@ -248,7 +297,7 @@ def _result_of(work: ImageWork) -> ImageResult:
         work.source,
         "ok",
         work.sha256,
-        outputs=work.reused_outputs or (),
-        reused=work.header is None,
+        outputs=tuple(recorded.output for recorded in work.outputs or ()),
+        reused=work.reused,
         timings_ms=work.timings_ms,
     )

@@ -1,4 +1,5 @@
-"""sha256_of reads in chunks; whatever the chunk boundaries, the digest is hashlib's."""
+"""sha256_of reads in chunks; whatever the chunk boundaries, the digest is hashlib's.
+read_as_hashed gives back exactly the bytes a digest names, or fails the image."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import uuid
 import fsspec
 import pytest
 
-from pipeline.stages.hashing import CHUNK_BYTES, Digest, sha256_of
+from pipeline.errors import ImageError
+from pipeline.stages.hashing import CHUNK_BYTES, Digest, read_as_hashed, sha256_of
 
 
 def expected_digest(content: bytes) -> Digest:
@@ -71,3 +73,29 @@ def test_sha256_of_missing_local_file_raises_oserror(tmp_path):
 def test_sha256_of_missing_memory_url_raises_oserror(memory_url):
     with pytest.raises(OSError, match=re.escape(memory_url.removeprefix("memory://"))):
         sha256_of(memory_url)
+
+
+def test_read_as_hashed_gives_the_bytes_the_digest_names(tmp_path):
+    path = tmp_path / "source.bin"
+    path.write_bytes(b"thumbflow" * 100)
+    assert read_as_hashed(str(path), sha256_of(str(path))) == b"thumbflow" * 100
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        pytest.param(b"thumbflow" * 99 + b"thumbFlow", id="same-size-other-bytes"),
+        pytest.param(b"thumbflow" * 101, id="grown"),
+        pytest.param(b"thumbflow" * 99, id="shrunk"),
+        pytest.param(b"", id="emptied"),
+    ],
+)
+def test_read_as_hashed_refuses_a_file_changed_since_it_was_hashed(tmp_path, later):
+    path = tmp_path / "source.bin"
+    path.write_bytes(b"thumbflow" * 100)
+    digest = sha256_of(str(path))
+    path.write_bytes(later)
+    with pytest.raises(ImageError) as refused:
+        read_as_hashed(str(path), digest)
+    assert refused.value.failure.code == "changed_during_batch"
+    assert str(path) in refused.value.failure.message
