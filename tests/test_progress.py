@@ -361,9 +361,8 @@ def test_the_final_state_lands_when_redis_returns_after_the_batch_ended(
 ) -> None:
     server = RedisServer(redis_binary).start()
     output = tmp_path / "out"
-    command = [*THUMBFLOW.split(), "run", str(many), "-o", str(output), "--workers", "2"]
-    command += ["--redis", server.url, "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    batch = ["run", str(many), "-o", str(output), "--workers", "2"]
+    process = started_thumbflow(*batch, "--redis", server.url, "--no-progress")
     try:
         batch_id = cli_batch_id(process)
         wait_until(lambda: len(list(output.rglob("record.json"))) >= 37, timeout=120)
@@ -393,8 +392,8 @@ def test_giving_up_on_the_store_says_so_in_one_line(
     redis_binary: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = RedisServer(redis_binary).start()
-    progress = RedisProgress(RedisStore(server.url), "gives-up", final_state_wait_s=1.0)
     try:
+        progress = RedisProgress(RedisStore(server.url), "gives-up", final_state_wait_s=1.0)
         progress.start({"total": 1})
         progress.state("running", started_at=time.time())
         wait_until(lambda: stored(server.url, "gives-up").get("state") == "running", 10)
@@ -415,9 +414,9 @@ def test_readers_of_a_hung_redis_give_up_within_the_documented_timeout(
     redis_binary: str,
 ) -> None:
     server = RedisServer(redis_binary).start()
-    RedisStore(server.url).create("hung", {"state": "running", "total": 1})
-    server.pause()  # accepts connections, answers nothing
     try:
+        RedisStore(server.url).create("hung", {"state": "running", "total": 1})
+        server.pause()  # accepts connections, answers nothing
         started = time.monotonic()
         with pytest.raises(pipeline.ProgressStoreUnavailable):
             pipeline.status("hung", redis_url=server.url)
