@@ -3,7 +3,8 @@
 Exit codes: 0 every input was handled (some may have failed, see the summary), 1 some images
 failed and ``--strict`` was given, 2 usage or configuration error, 3 infrastructure error
 (inputs missing, output not writable, cluster or progress store unreachable, unknown batch),
-70 internal error (a bug in thumbflow), 130 interrupted (the batch was cancelled).
+5 ``watch``/``cancel``: the batch's driver is gone (no heartbeat for a few seconds), 70 internal
+error (a bug in thumbflow), 130 interrupted (the batch was cancelled).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pipeline.config import DEFAULT_ENCODINGS, DEFAULT_SIZES, Encoding, Pipeline
 from pipeline.errors import ConfigError, ProgressStoreWarning, ThumbflowError
 from pipeline.interrupts import Interrupted, stop_signals_ignored, stop_signals_raise
 from pipeline.progress.publisher import DEFAULT_TTL_S
-from pipeline.progress.store import RedisStore
+from pipeline.progress.store import DRIVER_GONE_AFTER_S, RedisStore, StoredBatch
 from pipeline.redaction import redact, redact_location
 from pipeline.results import BatchReport, BatchStatus
 
@@ -42,6 +43,10 @@ EXIT_DRIVER_GONE = 5  # watch/cancel: the process driving the batch stopped repo
 EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug in thumbflow, not a problem with the setup
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): the batch was cancelled and its manifest finished
 EXIT_TERMINATED = 143  # SIGTERM: the same
+
+# How long `thumbflow cancel` waits for a live driver to settle the batch (running tasks stop
+# before their next image or file, so this is generous).
+CANCEL_WAIT_S = 60.0
 
 
 def _add_redis_option(parser: argparse.ArgumentParser) -> None:
@@ -370,7 +375,7 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(_status_line(status))
         if stored.stale:
-            print("  no heartbeat for over a minute: its submitting process may be gone")
+            print(f"  no heartbeat for over {DRIVER_GONE_AFTER_S:.0f} s: its driver is gone")
         if manifest := stored.fields.get("manifest"):
             print(f"  manifest: {redact_location(manifest)}")
         if failures := json.loads(stored.fields.get("failures_by_code") or "{}"):
@@ -380,19 +385,32 @@ def _status(args: argparse.Namespace) -> int:
 
 def _watch(args: argparse.Namespace) -> int:
     """A live bar fed by the batch's event stream; counts are re-read from the batch hash, so
-    the bar shows the same exact numbers as ``status``."""
+    the bar shows the same exact numbers as ``status``. Ends when the batch does, or when its
+    driver is gone."""
     store = _store(args)
-    status = store.batch(args.batch_id).status()
+    stored = store.batch(args.batch_id)
+    status = stored.status()
     with _progress_bar(status.total, args.batch_id, show=True) as bar:
         _show(bar, status)
-        if not status.finished:
+        if not status.finished and not stored.stale:
             for _ in store.follow(args.batch_id):
-                status = store.batch(args.batch_id).status()
+                stored = store.batch(args.batch_id)
+                status = stored.status()
                 _show(bar, status)
-                if status.finished:
+                if status.finished or stored.stale:
                     break
     print(_status_line(status))
-    return EXIT_OK
+    return _driver_gone(args.batch_id) if stored.stale else EXIT_OK
+
+
+def _driver_gone(batch_id: str) -> int:
+    print(
+        f"thumbflow: batch {batch_id}: its driver is gone (no heartbeat for over "
+        f"{DRIVER_GONE_AFTER_S:.0f} s): nothing processes it any more, and its record expires "
+        "within a day; run it again to finish it",
+        file=sys.stderr,
+    )
+    return EXIT_DRIVER_GONE
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -406,20 +424,35 @@ def _list(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     store = _store(args)
-    before = store.request_cancel(args.batch_id).status()
-    if before.finished:
-        print(f"thumbflow: batch already ended: {_status_line(before)}")
+    stored = store.request_cancel(args.batch_id)
+    if stored.status().finished:
+        print(f"thumbflow: batch already ended: {_status_line(stored.status())}")
         return EXIT_OK
     print(f"thumbflow: cancel requested for {args.batch_id}", file=sys.stderr)
     if args.no_wait:
         return EXIT_OK
-    deadline = time.monotonic() + 60
-    status = before
-    while not status.finished and time.monotonic() < deadline:
+    return _wait_until_settled(store, stored)
+
+
+def _wait_until_settled(store: RedisStore, stored: StoredBatch) -> int:
+    """After a cancel request: wait for the batch's driver to settle it, unless it is gone."""
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while not stored.status().finished:
+        if stored.stale:
+            print(_status_line(stored.status()))
+            return _driver_gone(stored.batch_id)
+        if time.monotonic() > deadline:
+            print(_status_line(stored.status()))
+            print(
+                f"thumbflow: batch {stored.batch_id} still running {CANCEL_WAIT_S:.0f} s after "
+                "the request, though its driver is alive; it may still settle",
+                file=sys.stderr,
+            )
+            return EXIT_INFRASTRUCTURE
         time.sleep(0.2)
-        status = store.batch(args.batch_id).status()
-    print(_status_line(status))
-    return EXIT_OK if status.finished else EXIT_INFRASTRUCTURE
+        stored = store.batch(stored.batch_id)
+    print(_status_line(stored.status()))
+    return EXIT_OK
 
 
 COMMANDS = {

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -114,3 +116,16 @@ def assert_exact_after_a_kill(
     assert redis_counts(redis_url, handle.batch_id)["ok"] == total
     assert sorted(row["index"] for row in read_rows(report.manifest)) == list(range(total))
     assert leftover_temporaries(output) == []
+
+
+def cli_batch_id(process: subprocess.Popen[str], timeout: float = 60.0) -> str:
+    """The batch id a ``thumbflow run`` announces on its first stderr lines."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break  # it exited
+        if match := re.match(r"thumbflow: batch (\S+),", line):
+            return match.group(1)
+    raise AssertionError("thumbflow run never announced its batch")

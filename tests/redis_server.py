@@ -1,4 +1,5 @@
-"""A private redis-server for the tests: own port, nothing on disk, stopped by pid.
+"""A private redis-server for the tests: own port, nothing on disk, stopped (or killed, paused,
+restarted on the same port) by pid.
 
 The tests never touch a Redis they did not start. If ``redis-server`` is not installed and we
 are root on a Debian-like machine (CI, a fresh VM), it is installed with apt first.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -78,6 +80,24 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.resume()  # a paused one would not act on SIGTERM
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+    def kill(self) -> None:
+        """Gone at once, without a word to its clients, like a crashed or rebooted host.
+        ``start`` brings it back, empty, on the same port."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def pause(self) -> None:
+        """Hung: connections are still accepted (by the kernel) but nothing is answered."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)

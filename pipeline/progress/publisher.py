@@ -5,7 +5,9 @@ Without a Redis URL the batch's own counters (``BatchHandle.status``) are the wh
 one, ``RedisProgress`` forwards every outcome and state change to the store so that any process
 can read, follow or cancel the batch. Writes go through a queue and a background thread: Redis
 being slow or gone never slows or stops the images, the thread retries with backoff, and the
-final state lands when Redis is back. The same thread relays cancel requests made elsewhere.
+final state lands when Redis is back (the end of the batch waits up to ``FINAL_STATE_WAIT_S``
+for that). The same thread keeps time: whatever the load, it writes the heartbeat every
+``HEARTBEAT_S`` and looks for a cancel request made elsewhere every ``CANCEL_POLL_S``.
 """
 
 from __future__ import annotations
@@ -20,15 +22,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ProgressStoreUnavailable
-from pipeline.progress.store import BatchRecordLost, RedisStore, redact
-from pipeline.results import ImageResult
+from pipeline.progress.store import (
+    DRIVER_GONE_AFTER_S,
+    RUNNING_EXPIRY_S,
+    BatchRecordLost,
+    RedisStore,
+    redact,
+)
+from pipeline.results import FINAL_STATES, ImageResult
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 CANCEL_POLL_S = 0.25
-HEARTBEAT_S = 5.0
-_MAX_BACKOFF_S = 5.0
+HEARTBEAT_S = 1.0
+# How long the end of a batch waits for an unreachable Redis to come back and take its final
+# state, when Redis holds a record of the batch that would otherwise say "running" until it
+# expires. A store that never had anything of the batch gets a short wait only.
+FINAL_STATE_WAIT_S = 30.0
+_NEVER_REACHED_WAIT_S = 2.0
+_MAX_BACKOFF_S = 1.0  # an outage costs a failed connection a second; the record is back soon
+_MAX_BATCH = 1000  # operations per round trip
 
 
 @dataclass(frozen=True)
@@ -50,17 +64,21 @@ class RedisProgress:
         *,
         ttl_s: float = DEFAULT_TTL_S,
         on_cancel_request: Callable[[], None] | None = None,
+        final_state_wait_s: float = FINAL_STATE_WAIT_S,
     ) -> None:
         self.store = store
         self.batch_id = batch_id
         self.ttl_s = ttl_s
+        self.final_state_wait_s = final_state_wait_s
         self._on_cancel_request = on_cancel_request
         self._queue: queue.Queue[_Operation] = queue.Queue()
         self._closing = threading.Event()
         self._drained = threading.Event()
         self._cancel_relayed = False
         self._in_outage = False
-        self._last_heartbeat = 0.0
+        self._backoff_s = 0.2
+        self._next_heartbeat = 0.0  # monotonic times: both are due at once
+        self._next_cancel_poll = 0.0
         # What has been sent, to replay if Redis loses the batch: a restart without
         # persistence (as CI's and many caches run) must not leave counts short.
         self._created: dict[str, Any] = {}
@@ -88,65 +106,108 @@ class RedisProgress:
         self._queue.put(row)
 
     def close(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for everything queued to reach Redis (2 s at most while
-        Redis is unreachable). If it has not, the thread keeps trying in the background for as
-        long as this process lives."""
+        """Wait for everything queued to reach Redis: up to ``timeout_s``, or, while Redis is
+        unreachable, up to ``final_state_wait_s`` if it holds a record of this batch (and
+        2 s if it never did). If that is not enough, say so; the thread keeps trying in the
+        background for as long as this process lives."""
         self._closing.set()
-        delivered = self._drained.wait(min(timeout_s, 2.0) if self._in_outage else timeout_s)
-        if not delivered:
+        started = time.monotonic()
+        announced = False
+        while not self._drained.wait(0.1):
+            if self._in_outage and not announced and self._created:
+                announced = True
+                logger.warning(
+                    "batch %s: waiting up to %.0f s for the progress store to come back and "
+                    "take the final state",
+                    self.batch_id,
+                    self.final_state_wait_s,
+                )
+            if time.monotonic() - started > self._allowed_wait(timeout_s):
+                self._give_up()
+                return False
+        return True
+
+    def _allowed_wait(self, timeout_s: float) -> float:
+        if not self._in_outage:
+            return timeout_s
+        if not self._created:  # nothing of this batch is there to be left wrong
+            return min(timeout_s, _NEVER_REACHED_WAIT_S)
+        return self.final_state_wait_s
+
+    def _give_up(self) -> None:
+        if not self._created:
             logger.warning(
-                "batch %s: progress store %s still unreachable; the final state will be written "
-                "if it comes back while this process runs",
+                "batch %s: the progress store at %s was never reachable; nothing of this batch "
+                "was recorded there",
                 self.batch_id,
                 redact(self.store.url),
             )
-        return delivered
+            return
+        logger.warning(
+            "batch %s: the progress store at %s never came back (waited %.0f s); its record "
+            "there may still say the batch runs: it reads as stale (driver gone) after %.0f s "
+            "and expires within %.0f h",
+            self.batch_id,
+            redact(self.store.url),
+            self.final_state_wait_s,
+            DRIVER_GONE_AFTER_S,
+            RUNNING_EXPIRY_S / 3600,
+        )
 
     # -- the delivery thread -------------------------------------------------------------------
 
     def _deliver(self) -> None:
-        backoff = 0.2
         pending: list[_Operation] = []
-        outage_reported = False
         while True:
-            pending += self._take(wait=not pending)
-            if not pending:
-                if self._closing.is_set() and self._queue.empty():
-                    self._drained.set()
-                    return
-                self._poll_cancel()
-                continue
-            try:
-                try:
-                    pending = self._write(pending)
-                except BatchRecordLost:
-                    logger.warning("batch %s: Redis lost its record; rewriting it", self.batch_id)
-                    self._replay()
-                    continue
-                if outage_reported:
-                    logger.warning("batch %s: progress store is back", self.batch_id)
-                    outage_reported = False
-                    self._in_outage = False
-                backoff = 0.2
-            except ProgressStoreUnavailable as error:
-                if not outage_reported:
-                    logger.warning("batch %s: %s; retrying", self.batch_id, error)
-                    outage_reported = True
-                    self._in_outage = True
-                time.sleep(backoff)
-                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+            pending += self._take(wait_s=0.0 if pending else self._until_next_check())
+            if pending:
+                pending = self._write_or_back_off(pending)
+            elif self._closing.is_set() and self._queue.empty():
+                self._drained.set()
+                return
+            self._keep_time()
 
-    def _take(self, wait: bool) -> list[_Operation]:
+    def _until_next_check(self) -> float:
+        """How long the thread may wait for work before the heartbeat or the cancel poll is due."""
+        due = min(self._next_heartbeat, self._next_cancel_poll)
+        return min(CANCEL_POLL_S, max(0.0, due - time.monotonic()))
+
+    def _take(self, wait_s: float) -> list[_Operation]:
         taken: list[_Operation] = []
         try:
-            taken.append(
-                self._queue.get(timeout=CANCEL_POLL_S) if wait else self._queue.get_nowait()
-            )
-            while len(taken) < 1000:
+            taken.append(self._queue.get(timeout=wait_s) if wait_s else self._queue.get_nowait())
+            while len(taken) < _MAX_BATCH:
                 taken.append(self._queue.get_nowait())
         except queue.Empty:
             pass
         return taken
+
+    def _write_or_back_off(self, pending: list[_Operation]) -> list[_Operation]:
+        """Write what is pending; returns what is left (everything, after a failure)."""
+        try:
+            try:
+                pending = self._write(pending)
+            except BatchRecordLost:
+                self._replay()
+                return pending
+        except ProgressStoreUnavailable as error:
+            self._outage(error)
+            return pending
+        self._reached()
+        return pending
+
+    def _outage(self, error: ProgressStoreUnavailable) -> None:
+        if not self._in_outage:
+            logger.warning("batch %s: %s; retrying", self.batch_id, error)
+            self._in_outage = True
+        time.sleep(self._backoff_s)
+        self._backoff_s = min(_MAX_BACKOFF_S, self._backoff_s * 2)
+
+    def _reached(self) -> None:
+        if self._in_outage:
+            logger.warning("batch %s: progress store is back", self.batch_id)
+            self._in_outage = False
+        self._backoff_s = 0.2
 
     def _write(self, pending: list[_Operation]) -> list[_Operation]:
         """Write operations in order; returns an empty list once all are written (a failure
@@ -155,8 +216,8 @@ class RedisProgress:
             if isinstance(pending[0], _StateChange):
                 change = pending[0]
                 if change.state == "queued":
+                    self.store.create(self.batch_id, {"state": "queued", **change.fields})
                     self._created = {"state": "queued", **change.fields}
-                    self.store.create(self.batch_id, self._created)
                 else:
                     self.store.set_state(self.batch_id, change.state, change.fields, self.ttl_s)
                     self._last_state = change
@@ -171,29 +232,60 @@ class RedisProgress:
         return pending
 
     def _replay(self) -> None:
-        """Recreate the batch record and every outcome sent so far (idempotent as ever)."""
+        """Rewrite the batch record from what this process sent: its fields, its last state and
+        every outcome. The per-image records go first: when only the batch's hash was lost (an
+        eviction), the images still there would keep themselves from being counted again."""
+        logger.warning("batch %s: Redis lost its record; rewriting it", self.batch_id)
+        self.store.forget_images(self.batch_id)
         self.store.create(self.batch_id, self._created)
         if self._last_state is not None:
             change = self._last_state
             self.store.set_state(self.batch_id, change.state, change.fields, self.ttl_s)
         sent = list(self._sent)
-        for start in range(0, len(sent), 1000):
-            self.store.record_images(self.batch_id, sent[start : start + 1000])
+        for start in range(0, len(sent), _MAX_BATCH):
+            self.store.record_images(self.batch_id, sent[start : start + _MAX_BATCH])
+        if self._still_running():
+            self.store.heartbeat(self.batch_id)  # else it reads as stale until the next beat
+
+    # -- on a clock, however busy the queue ------------------------------------------------------
+
+    def _keep_time(self) -> None:
+        """The heartbeat and the cancel poll, each when due. Runs between writes, so a steady
+        stream of results can never put them off. In an outage only the heartbeat is tried (once
+        a second, and its success ends the outage even when nothing else is left to write);
+        failures are quiet, the write path reports outages."""
+        now = time.monotonic()
+        beat_due, poll_due = now >= self._next_heartbeat, now >= self._next_cancel_poll
+        # the next ones are due on the clock whether or not these can be done
+        if beat_due:
+            self._next_heartbeat = now + HEARTBEAT_S
+        if poll_due:
+            self._next_cancel_poll = now + CANCEL_POLL_S
+        if not self._created:
+            return  # the batch's record is not there yet
+        try:
+            if beat_due and self._still_running():
+                self._beat()
+            if poll_due and not self._in_outage:
+                self._poll_cancel()
+        except ProgressStoreUnavailable:
+            pass
+
+    def _beat(self) -> None:
+        try:
+            self.store.heartbeat(self.batch_id)
+        except BatchRecordLost:
+            self._replay()
+        self._reached()
+
+    def _still_running(self) -> bool:
+        """Beat until a final state is written: a beat after it would push back its expiry."""
+        return self._last_state is None or self._last_state.state not in FINAL_STATES
 
     def _poll_cancel(self) -> None:
-        """While idle: relay a cancel request made elsewhere, and keep the heartbeat going."""
-        if self._closing.is_set():
+        if self._cancel_relayed or self._on_cancel_request is None or self._closing.is_set():
             return
-        try:
-            if time.monotonic() - self._last_heartbeat > HEARTBEAT_S:
-                self.store.heartbeat(self.batch_id)
-                self._last_heartbeat = time.monotonic()
-            if self._cancel_relayed or self._on_cancel_request is None:
-                return
-            requested = self.store.cancel_requested(self.batch_id)
-        except ProgressStoreUnavailable:
-            return  # the write path reports outages; a missed poll is retried in 0.25 s
-        if requested:
+        if self.store.cancel_requested(self.batch_id):
             self._cancel_relayed = True
             logger.warning("batch %s: cancel requested through the progress store", self.batch_id)
             self._on_cancel_request()

@@ -16,8 +16,10 @@ Key schema (``{id}`` is the batch id; every value is a string or JSON, never a p
 Counts are derived from per-image records: one Lua script sets an image's entry only if it has
 none and bumps the matching counter in the same step, so a task that Dask re-runs after a worker
 died can never count twice. The three per-batch keys expire ``ttl`` seconds after the batch ends;
-while it runs, a heartbeat every few seconds renews a one-day expiry, so the record of a batch
-whose process died without a word still goes away.
+while it runs, a heartbeat every second renews a one-day expiry, so the record of a batch whose
+process died without a word still goes away, and readers can tell such a batch from a live one
+(``StoredBatch.stale``). The heartbeat is stamped with Redis's clock and readers compare it with
+Redis's clock, so the clocks of the driver's and the reader's machines need not agree.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pipeline.errors import BatchNotFound, ConfigError, ProgressStoreUnavailable
 from pipeline.redaction import redact as redact  # re-exported: imported from here elsewhere
@@ -40,8 +44,13 @@ from pipeline.results import FINAL_STATES, BatchStatus
 INDEX_KEY = "thumbflow:batches"
 EVENTS_MAXLEN = 10_000
 RUNNING_EXPIRY_S = 24 * 3600
-# A running batch whose heartbeat is older than this has probably lost its submitting process.
-STALE_AFTER_S = 60.0
+# The driver beats every second (``publisher.HEARTBEAT_S``); five missed beats in a row and the
+# batch's driver is taken to be gone: ``status`` calls it stale, ``watch`` and ``cancel`` stop.
+DRIVER_GONE_AFTER_S = 5.0
+# Every command gets one try of at most this long: no retries inside redis-py, whose defaults
+# (3 or 10 retries with backoff, depending on the version) turn a 2 s timeout into 15-25 s.
+# Whoever needs to retry does so itself (the delivery thread, with its own backoff).
+SOCKET_TIMEOUT_S = 2.0
 COUNTERS = ("ok", "duplicate", "failed", "cancelled")
 
 # KEYS: batch hash, images hash, events stream. ARGV: index, status, image JSON, code, maxlen.
@@ -57,6 +66,20 @@ if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 1 then
   return 1
 end
 return 0
+"""
+
+# KEYS: batch hash, images hash, events stream. ARGV: expiry. -1 as above: a heartbeat must not
+# leave a hash holding nothing but ``heartbeat_at`` where the batch's record was.
+_HEARTBEAT = """
+if redis.call('HEXISTS', KEYS[1], 'total') == 0 then
+  return -1
+end
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'heartbeat_at', now[1] .. '.' .. string.format('%06d', now[2]))
+for _, key in ipairs(KEYS) do
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return 1
 """
 
 
@@ -78,7 +101,8 @@ def events_key(batch_id: str) -> str:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client with short timeouts: progress must never stall the batch it describes.
+    """A client with short timeouts and no retries of its own: progress must never stall the
+    batch it describes, and a reader of a hung Redis gets its answer in ``SOCKET_TIMEOUT_S``.
 
     A URL redis-py cannot use raises ``ConfigError`` here, before anything connects, and never
     with redis-py's own words: they quote the URL's pieces, and a '#' typed into a password
@@ -88,8 +112,10 @@ def connect(url: str) -> redis.Redis:
         client = redis.Redis.from_url(
             url,
             decode_responses=True,
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
             health_check_interval=10,
         )
         # Unknown query parameters (?token=) only fail when a connection is made: make one
@@ -121,6 +147,7 @@ class StoredBatch:
 
     batch_id: str
     fields: dict[str, str]
+    read_at: float  # Redis's clock when it was read, unix seconds
 
     def number(self, name: str) -> float:
         value = self.fields.get(name)
@@ -149,10 +176,17 @@ class StoredBatch:
             ) from None
 
     @property
+    def last_beat(self) -> float:
+        """When its driver was last heard from (0 for a batch no driver has picked up yet)."""
+        return self.number("heartbeat_at") or self.number("started_at")
+
+    @property
     def stale(self) -> bool:
-        """Running by its record, but its process has not been heard from for a minute."""
-        beat = self.number("heartbeat_at") or self.number("started_at")
-        return self.state not in FINAL_STATES and beat > 0 and time.time() - beat > STALE_AFTER_S
+        """Not ended by its record, but its driver has not been heard from for
+        ``DRIVER_GONE_AFTER_S``: it is gone. (A batch no driver has picked up yet is not.)"""
+        beat = self.last_beat
+        silent_for = self.read_at - beat
+        return self.state not in FINAL_STATES and beat > 0 and silent_for > DRIVER_GONE_AFTER_S
 
     @property
     def elapsed_s(self) -> float:
@@ -169,6 +203,7 @@ class RedisStore:
         self.url = url
         self._client = connect(url)
         self._record = self._client.register_script(_RECORD_IMAGE)
+        self._heartbeat = self._client.register_script(_HEARTBEAT)
 
     def __repr__(self) -> str:
         return f"RedisStore({redact(self.url)!r})"
@@ -221,11 +256,16 @@ class RedisStore:
 
     def heartbeat(self, batch_id: str) -> None:
         """The batch's process is alive: note the time and push its records' expiry back."""
-        with self._reaching_redis(), self._client.pipeline() as pipe:
-            pipe.hset(batch_key(batch_id), "heartbeat_at", str(time.time()))
-            for key in (batch_key(batch_id), images_key(batch_id), events_key(batch_id)):
-                pipe.expire(key, RUNNING_EXPIRY_S)
-            pipe.execute()
+        keys = [batch_key(batch_id), images_key(batch_id), events_key(batch_id)]
+        with self._reaching_redis():
+            answer = self._heartbeat(keys=keys, args=[RUNNING_EXPIRY_S])
+        if int(answer) == -1:
+            raise BatchRecordLost(batch_id)
+
+    def forget_images(self, batch_id: str) -> None:
+        """Drop the per-image records, before they are all written again with the counts."""
+        with self._reaching_redis():
+            self._client.delete(images_key(batch_id))
 
     def set_state(self, batch_id: str, state: str, fields: dict[str, Any], ttl_s: float) -> None:
         """Move the batch to ``state``; a final state starts the expiry clock on its keys."""
@@ -247,19 +287,26 @@ class RedisStore:
     # -- reading and requests (any process) -------------------------------------------------
 
     def batch(self, batch_id: str) -> StoredBatch:
-        with self._reaching_redis():
-            fields = cast(dict[str, str], self._client.hgetall(batch_key(batch_id)))
+        with self._reaching_redis(), self._client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(batch_key(batch_id))
+            pipe.time()
+            fields, (seconds, microseconds) = pipe.execute()
         if not fields:
             raise BatchNotFound(f"no batch {batch_id!r} in {redact(self.url)} (or it expired)")
-        return StoredBatch(batch_id, fields)
+        return StoredBatch(batch_id, fields, read_at=seconds + microseconds / 1e6)
+
+    def _now(self) -> float:
+        """Redis's clock, the one heartbeats are stamped with."""
+        seconds, microseconds = self._client.time()
+        return float(seconds + microseconds / 1e6)
 
     def cancel_requested(self, batch_id: str) -> bool:
         with self._reaching_redis():
             return self._client.hget(batch_key(batch_id), "cancel_requested") == "1"
 
     def request_cancel(self, batch_id: str) -> StoredBatch:
-        """Ask the process running the batch to cancel it; it notices within a fraction of a
-        second. Returns the batch as it stood."""
+        """Ask the process running the batch to cancel it; it notices within a quarter of a
+        second, however busy. Returns the batch as it stood."""
         stored = self.batch(batch_id)
         with self._reaching_redis():
             self._client.hset(batch_key(batch_id), "cancel_requested", "1")
@@ -272,11 +319,12 @@ class RedisStore:
         """Newest first; ids whose keys have expired are dropped from the index as we go."""
         with self._reaching_redis():
             ids = cast(list[str], self._client.zrevrange(INDEX_KEY, 0, max(0, limit * 2)))
+            now = self._now()
             found = []
             for batch_id in ids:
                 fields = cast(dict[str, str], self._client.hgetall(batch_key(batch_id)))
                 if fields:
-                    found.append(StoredBatch(batch_id, fields))
+                    found.append(StoredBatch(batch_id, fields, read_at=now))
                 else:
                     self._client.zrem(INDEX_KEY, batch_id)
             return found[:limit]
