@@ -28,7 +28,7 @@ from pipeline.driver.run import BatchRun
 from pipeline.errors import ClusterError
 from pipeline.inputs import InputFile
 from pipeline.progress.publisher import RedisProgress
-from pipeline.progress.store import RedisStore, redact
+from pipeline.progress.store import RedisStore, StoredBatch, redact
 from pipeline.results import BatchReport, BatchStatus
 from pipeline.storage import OutputRoot
 
@@ -49,6 +49,11 @@ class DetachedJob:
             f"DetachedJob({self.batch_id!r}, {len(self.inputs)} inputs, output={self.output!r}, "
             f"redis={redact(self.redis_url)!r})"
         )
+
+
+# A detached driver whose worker died is started again by Dask on another worker, which takes
+# a moment (longer when every worker is busy): only this much silence means it is gone for good.
+DETACHED_DRIVER_GONE_AFTER_S = 60.0
 
 
 def driver_key(batch_id: str) -> str:
@@ -93,15 +98,30 @@ class RemoteRun:
         self._store.request_cancel(self.batch_id)
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Until the batch ends, or its driver has been silent so long that Dask would have
+        started it again on another worker by now (``report`` then says it is gone)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.status().finished:
+        while not self._ended(self._store.batch(self.batch_id)):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.25)
         return True
 
+    @staticmethod
+    def _silent_too_long(stored: StoredBatch) -> bool:
+        return stored.stale and stored.read_at - stored.last_beat > DETACHED_DRIVER_GONE_AFTER_S
+
+    def _ended(self, stored: StoredBatch) -> bool:
+        return stored.status().finished or self._silent_too_long(stored)
+
     def report(self) -> BatchReport:
         stored = self._store.batch(self.batch_id)
+        if not stored.status().finished and self._silent_too_long(stored):
+            raise ClusterError(
+                f"batch {self.batch_id}: its driver is gone (no heartbeat for over "
+                f"{DETACHED_DRIVER_GONE_AFTER_S:.0f} s, and Dask did not start it again); "
+                "run the same batch again to finish it, reusing every finished image"
+            )
         if stored.state == "failed":
             raise ClusterError(
                 f"batch {self.batch_id} failed: {stored.fields.get('error', 'unknown')}"

@@ -512,3 +512,28 @@ def test_a_record_lost_mid_batch_is_rewritten_with_each_image_once(redis_url: st
     independent = {status: sum(r.status == status for r in results) for status in COUNTERS}
     assert redis_counts(redis_url, "replayed") == independent
     assert stored(redis_url, "replayed")["state"] == "done"
+
+
+def test_waiting_on_a_detached_batch_whose_driver_is_gone_ends_with_the_reason(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A detached batch's driver that died and was not started again: a handle waiting on it
+    (``run(..., detached=True)``, ``handle.result()``) ends and says why, instead of hanging."""
+    from pipeline.detached import DETACHED_DRIVER_GONE_AFTER_S, RemoteRun
+    from pipeline.storage import OutputRoot
+
+    store = RedisStore(redis_url)
+    silent_since = time.time() - DETACHED_DRIVER_GONE_AFTER_S - 5
+    batch_id = "20261201-000000-90ne00"
+    store.create(batch_id, {"state": "running", "total": 3, "created_at": silent_since - 1,
+                            "started_at": silent_since, "heartbeat_at": silent_since})  # fmt: skip
+    remote = RemoteRun(batch_id, store, OutputRoot(str(tmp_path)), dashboard_link=None)
+    assert remote.wait(timeout=10)
+    with pytest.raises(pipeline.ClusterError, match="its driver is gone"):
+        remote.report()
+    # one silent only briefly is still waited for: Dask may be starting it again elsewhere
+    recent = "20261201-000000-90ne01"
+    now = time.time()
+    store.create(recent, {"state": "running", "total": 3, "created_at": now - 20,
+                          "started_at": now - 20, "heartbeat_at": now - 10})  # fmt: skip
+    assert not RemoteRun(recent, store, OutputRoot(str(tmp_path)), None).wait(timeout=1)
