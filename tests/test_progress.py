@@ -365,7 +365,7 @@ def test_the_final_state_lands_when_redis_returns_after_the_batch_ended(
     process = started_thumbflow(*batch, "--redis", server.url, "--no-progress")
     try:
         batch_id = cli_batch_id(process)
-        wait_until(lambda: len(list(output.rglob("record.json"))) >= 37, timeout=120)
+        wait_until(lambda: len(list(output.rglob("record-*.json"))) >= 37, timeout=120)
         server.kill()  # nothing persisted: the record is gone with it
         killed = time.monotonic()
         wait_until(lambda: any((output / "manifests").glob("*.jsonl")), timeout=60)
