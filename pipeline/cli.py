@@ -1,4 +1,5 @@
-"""``thumbflow``: the command line. Thin by design: parse → config → API → print.
+"""``thumbflow``: the command line. Thin by design: parse → config → API → print. Runs in the
+user's process (the driver of a batch is a thread of it).
 
 Exit codes: 0 every input was handled (some may have failed, see the summary), 1 some images
 failed and ``--strict`` was given, 2 usage or configuration error, 3 infrastructure error

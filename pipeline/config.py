@@ -1,4 +1,5 @@
-"""What a batch produces and the limits it enforces, validated once at construction.
+"""What a batch produces and the limits it enforces, validated once at construction. Built in
+the user's process, read everywhere: it travels inside every task.
 
 A ``PipelineConfig`` is frozen and small: it travels inside every task of a batch. Each output
 it produces is named by an *output fingerprint* of exactly what shapes that file's bytes

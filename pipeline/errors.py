@@ -1,4 +1,5 @@
-"""What can go wrong, in two kinds.
+"""What can go wrong, in two kinds. Used in every process: failures are made on the workers,
+exceptions raised in the user's process.
 
 Infrastructure and usage problems are exceptions; they stop a batch before (or while) it runs::
 

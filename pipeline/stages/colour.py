@@ -1,4 +1,5 @@
 """Colour in two steps around the resize.
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 ``resizable`` runs first, on the decoded image: it brings every mode Pillow can decode to one it
 resizes correctly (L, LA, RGB, RGBA or CMYK). Palette and bilevel images would otherwise be

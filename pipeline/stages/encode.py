@@ -1,4 +1,5 @@
 """Encode one derivative, with exactly the metadata it is given: none unless the config keeps it.
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 Nothing is taken from ``image.info``: EXIF, XMP, ICC profile (and JPEG's comment) are passed to
 the encoder explicitly, empty when not kept, because some encoders would otherwise copy what they

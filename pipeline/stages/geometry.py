@@ -1,4 +1,5 @@
 """Where each derivative's pixels come from: sizes for fit, cover and pad, from the source size.
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 All functions work in the image's displayed orientation (after EXIF rotation) and never upscale:
 a source smaller than the box keeps its own size (``pad`` still delivers the exact box).

@@ -1,5 +1,8 @@
 """Content digest of a source, read in chunks so a 50 MB input never sits in memory whole; and
-the source's bytes read back whole for decoding, checked against that digest."""
+the source's bytes read back whole for decoding, checked against that digest.
+
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
+"""
 
 from __future__ import annotations
 

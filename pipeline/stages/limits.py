@@ -1,4 +1,5 @@
 """What thumbflow refuses before decoding, each refusal naming the limit that made it.
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 Every check reads the file's size or its header only: a decompression bomb, a header claiming
 ten gigapixels or a GIF of a million frames is refused in microseconds, and its pixels are never

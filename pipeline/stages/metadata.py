@@ -1,4 +1,5 @@
 """What the derivatives carry from the source besides pixels.
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 By default nothing: no EXIF (camera serial numbers, GPS positions), no XMP, no comments, no ICC
 profile (the pixels are converted to sRGB). With ``keep_metadata`` the source's EXIF and XMP

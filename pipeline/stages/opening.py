@@ -1,4 +1,5 @@
 """Opening and decoding an image under thumbflow's rules rather than Pillow's process-wide ones.
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 - Only an allow-list of formats may identify the file, so a hostile file cannot reach the parser
   of some rarely used format.

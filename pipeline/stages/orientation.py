@@ -1,4 +1,5 @@
 """EXIF orientation: how a camera stored the picture, and turning it upright.
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 Phones store the sensor's rows as they came and record how to show them: EXIF tag 0x0112, or
 XMP's ``tiff:Orientation`` (Pillow's ``getexif()`` reads both, from JPEG, PNG, WebP and AVIF).

@@ -1,4 +1,5 @@
 """Decode once at the smallest scale that serves every size, then cascade down the sizes.
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 Cost on a 12 MP photo (docs/design.md): full decode + LANCZOS from the original to three sizes is
 ~440 ms; a ½-scale ``draft`` decode + a large → medium → thumbnail cascade is ~110 ms for outputs

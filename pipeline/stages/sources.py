@@ -1,4 +1,7 @@
-"""Opening an input for reading, whether it is a local path or an fsspec URL."""
+"""Opening an input for reading, whether it is a local path or an fsspec URL.
+
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """Is this an image we accept, and is it small enough to decode? Decided from the header alone.
+Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 The format comes from the content (Pillow's magic-byte identification restricted to an allow-list),
 never from the file name. Size, pixel and frame limits come from the file's size and header, so a
