@@ -33,7 +33,7 @@ from pipeline.errors import Step
 from pipeline.graph import BatchGraph, plan_chunks
 from pipeline.inputs import InputFile
 from pipeline.keys import parse_key
-from pipeline.progress.publisher import RedisProgress
+from pipeline.progress.publisher import FINAL_STATE_WAIT_S, RedisProgress
 from pipeline.results import BatchReport, BatchState, BatchStatus, ImageResult
 from pipeline.storage import OutputRoot
 
@@ -292,9 +292,10 @@ def _settle_at_exit() -> None:
     close_process_cluster()
 
 
-# How long exit waits for a cancelled batch to settle (its running tasks to stop, its manifest
-# and final state to be written).
-EXIT_SETTLE_S = 15.0
+# How long exit waits for a cancelled batch to settle: its running tasks stop within a second or
+# so and its manifest is written at once, but its final state waits for an unreachable Redis to
+# come back (FINAL_STATE_WAIT_S), and an exit must not cut that short.
+EXIT_SETTLE_S = 15.0 + FINAL_STATE_WAIT_S
 
 # Python shuts concurrent.futures' executors down before atexit handlers run; Dask's client and
 # an in-process scheduler submit to those, so a batch cancelled from an atexit handler fails
