@@ -20,6 +20,8 @@ field                   meaning                                       default
 ``max_decoded_pixels``  refuse what would decode to more pixels       100 MP
 ``max_frames``          refuse animations with more frames            1000
 ``accept_truncated``    derivatives from files that end early         ``False`` (refuse)
+``allow_formats``       formats read besides JPEG, PNG, GIF, WebP,    none
+                        TIFF, BMP, AVIF (``EXTRA_FORMATS``)
 ======================  ============================================  =========================
 
 Every limit is checked from the file's size or header, before any pixel is decoded.
@@ -132,6 +134,37 @@ class Encoding:
         return cls(format=name, quality=int(quality) if quality else DEFAULT_QUALITY[name])  # type: ignore[arg-type]
 
 
+# Formats a batch may add to the ones always read: each is decoded by Pillow itself and tested
+# on a real file. Not offered although Pillow opens them: EPS (Pillow hands it to Ghostscript,
+# a program with a long record of exploits through crafted files), WMF/EMF (only Windows renders
+# them), the BUFR, GRIB and HDF5 stubs and MPEG (identified, never decoded).
+EXTRA_FORMATS = (
+    "DDS", "ICNS", "ICO", "JPEG2000", "PCX", "PPM", "PSD", "QOI", "SGI", "SUN", "TGA", "XBM", "XPM",
+)  # fmt: skip
+ALWAYS_READ = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", "HEIF", "MPO")
+# Other names people use for them: Pillow reads PGM, PBM, PNM and PFM as "PPM".
+_FORMAT_ALIASES = {
+    "JP2": "JPEG2000", "J2K": "JPEG2000", "JPEG-2000": "JPEG2000", "JPX": "JPEG2000",
+    "PGM": "PPM", "PBM": "PPM", "PNM": "PPM", "PFM": "PPM",
+    "TARGA": "TGA", "RAS": "SUN", "SUNRASTER": "SUN",
+}  # fmt: skip
+
+
+def allowed_format(name: str) -> str | None:
+    """Pillow's name of an extra format (``"tga"`` → ``"TGA"``), None for one always read;
+    ``ConfigError`` for any other name."""
+    key = str(name).strip().upper()
+    key = _FORMAT_ALIASES.get(key, key)
+    if key in ALWAYS_READ or key == "JPG":
+        return None
+    if key not in EXTRA_FORMATS:
+        raise ConfigError(
+            f"cannot allow format {name!r}: the formats thumbflow can add are "
+            f"{', '.join(EXTRA_FORMATS)}"
+        )
+    return key
+
+
 DEFAULT_QUALITY: dict[str, int] = {"jpeg": 85, "webp": 80, "avif": 60}
 DEFAULT_SIZES = (
     Size(name="thumbnail", width=150, height=150),
@@ -175,6 +208,11 @@ class PipelineConfig:
     # frame count is the attack (millions of 15-byte GIF frames) is refused at the limit.
     max_frames: int = 1000
     accept_truncated: bool = False
+    # Not in any fingerprint, like the limits: allowing a format decides whether a file of that
+    # format gets derivatives, never what they hold. The always-read formats are tried first
+    # (``stages.opening.accepted_formats``), so a file one of them reads is read the same way
+    # whatever else is allowed, and a TGA gives the same bytes in every batch that allows it.
+    allow_formats: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.sizes:
@@ -196,6 +234,11 @@ class PipelineConfig:
         for flag in ("keep_metadata", "accept_truncated"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False")
+        if isinstance(self.allow_formats, str):
+            raise ConfigError("allow_formats: a tuple of format names, e.g. ('TGA', 'PPM')")
+        extra = {allowed_format(name) for name in self.allow_formats} - {None}
+        # Normalised here, so equal settings make equal (and equally cached) configs.
+        object.__setattr__(self, "allow_formats", tuple(sorted(name for name in extra if name)))
         if len(self.background) != 3 or not all(0 <= c <= 255 for c in self.background):
             raise ConfigError(f"background {self.background}: expected three values 0..255")
 
@@ -209,8 +252,9 @@ class PipelineConfig:
         - ``colour`` and ``keep_metadata``: the pixels' profile and what the file carries.
         - ``RENDER_VERSION``, for changes in thumbflow itself.
 
-        Size names are not in it (they are in the file name), nor are the limits or
-        ``accept_truncated``: they decide whether an image gets derivatives, not what they hold.
+        Size names are not in it (they are in the file name), nor are the limits,
+        ``accept_truncated`` or ``allow_formats``: they decide whether an image gets
+        derivatives, not what they hold.
         A record says which policy made an output (``pipeline.storage``)."""
         shaping: dict[str, object] = {
             "render": RENDER_VERSION,

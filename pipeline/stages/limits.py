@@ -54,18 +54,45 @@ def decoded_size(image: Image.Image, request: tuple[int, int]) -> tuple[int, int
     return image.size
 
 
+def _check_decoded(
+    source: str, size: tuple[int, int], pixels: int, kind: str, config: PipelineConfig
+) -> None:
+    if pixels > config.max_decoded_pixels:
+        raise _refuse(
+            "too_many_pixels",
+            f"{source}: this {size[0]}x{size[1]} {kind} decodes to {pixels:,} pixels in memory, "
+            f"over the max_decoded_pixels limit of {config.max_decoded_pixels:,}",
+        )
+
+
 def check_decoded_pixels(
     source: str, image: Image.Image, request: tuple[int, int], config: PipelineConfig
 ) -> None:
-    width, height = image.size
+    size = image.size
     decoded = decoded_size(image, request)
-    pixels = decoded[0] * decoded[1]
-    if pixels > config.max_decoded_pixels:
-        kind = "progressive JPEG" if image.info.get("progressive") else f"{image.format} image"
+    kind = "progressive JPEG" if image.info.get("progressive") else f"{image.format} image"
+    _check_decoded(source, size, decoded[0] * decoded[1], kind, config)
+
+
+# libavif refuses larger images itself, whatever thumbflow's limits allow (its default image
+# size and dimension limits, which Pillow keeps): measured with Pillow 13 / libavif 1.4, a
+# 16384x16384 header opens, 16385x16384 and 300000x10 do not.
+AVIF_MAX_PIXELS = 16384 * 16384
+AVIF_MAX_SIDE = 32768
+
+
+def check_avif_claim(source: str, width: int, height: int, config: PipelineConfig) -> None:
+    """The limits for an AVIF whose header libavif would not open, from the size its boxes
+    claim: thumbflow's own limits first (an AVIF always decodes at full size), then libavif's."""
+    check_header_pixels(source, width, height, config)
+    pixels = width * height
+    _check_decoded(source, (width, height), pixels, "AVIF image", config)
+    if pixels > AVIF_MAX_PIXELS or max(width, height) > AVIF_MAX_SIDE:
         raise _refuse(
             "too_many_pixels",
-            f"{source}: this {width}x{height} {kind} decodes to {pixels:,} pixels in memory, "
-            f"over the max_decoded_pixels limit of {config.max_decoded_pixels:,}",
+            f"{source}: this {width}x{height} AVIF image ({pixels:,} pixels) is over libavif's "
+            f"own limit of {AVIF_MAX_PIXELS:,} pixels and {AVIF_MAX_SIDE:,} a side, which "
+            "thumbflow cannot raise",
         )
 
 

@@ -2,7 +2,9 @@
 Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 - Only an allow-list of formats may identify the file, so a hostile file cannot reach the parser
-  of some rarely used format.
+  of some rarely used format; a batch may add formats Pillow decodes itself (``allow_formats``).
+  A file none of them opens is then identified among every format Pillow knows, header only, so
+  a refusal can name the format (``identify``).
 - Our own limits (``stages.limits``) decide what is too big. Pillow's global decompression-bomb
   check would refuse anything over ~179 MP first, with its own message, even when the user
   allowed more (a 200 MP phone JPEG decodes at 1/8 scale in bounded memory).
@@ -14,9 +16,11 @@ Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable
 
 from __future__ import annotations
 
+import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from PIL import Image, ImageFile
@@ -27,11 +31,78 @@ from PIL import Image, ImageFile
 _WANTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", "HEIF")
 
 
-def accepted_formats() -> tuple[str, ...]:
-    """The allow-list, as far as this process's Pillow can read it. Asked at every open, so a
-    plugin registered after thumbflow was imported still counts."""
+def accepted_formats(extra: Collection[str] = ()) -> tuple[str, ...]:
+    """The allow-list, as far as this process's Pillow can read it, then the batch's ``extra``
+    formats. Asked at every open, so a plugin registered after thumbflow was imported still
+    counts. The order is the order Pillow tries them in: the default formats first, so allowing
+    more never changes how a file that one of them reads is read."""
     Image.init()  # a no-op after the first call
-    return tuple(name for name in _WANTED_FORMATS if name in Image.OPEN)
+    wanted = (*_WANTED_FORMATS, *(name for name in extra if name not in _WANTED_FORMATS))
+    return tuple(name for name in wanted if name in Image.OPEN)
+
+
+@dataclass(frozen=True)
+class Identified:
+    """A format Pillow takes a file for; ``format`` is Pillow's name for it (what
+    ``allow_formats`` takes), ``description`` Pillow's words for it ("Targa")."""
+
+    format: str
+    description: str
+    ends_early: bool  # the header starts as this format's does, but the file ends inside it
+
+
+# What a plugin raises when the file is not its format: Pillow's own ``Image.open`` moves on to
+# the next plugin after these. ValueError too: a text file that starts "P6 is…" reaches the PPM
+# parser, which fails to read "is" as a number.
+_NOT_THIS_FORMAT = (SyntaxError, IndexError, TypeError, struct.error, ValueError)
+
+
+def _accepts(accept: Callable[[bytes], bool | str], prefix: bytes) -> bool:
+    """Pillow's magic-byte test; a str answer means "this format, but no codec for it here"."""
+    verdict = accept(prefix)
+    return bool(verdict) and not isinstance(verdict, str)
+
+
+def magic_matches(name: str, prefix: bytes) -> bool:
+    """Whether ``prefix`` starts as Pillow expects format ``name`` to (False for a format it
+    has no opener or no magic-byte test for)."""
+    Image.init()
+    accept = Image.OPEN[name][1] if name in Image.OPEN else None
+    try:
+        return accept is not None and _accepts(accept, prefix)
+    except _NOT_THIS_FORMAT:
+        return False
+
+
+def identify(stream: BinaryIO, skip: Collection[str] = ()) -> Identified | None:
+    """The first format, among every one this Pillow has an opener for except ``skip``, whose
+    opener parses the file's header; None if none does. Nothing is decoded: openers read the
+    header only (a decoder runs at ``load()``), and a file that reaches none of them costs the
+    magic-byte checks. Used only to word a refusal, never to decode what it finds."""
+    Image.init()
+    stream.seek(0)
+    prefix = stream.read(16)
+    for name in Image.ID:
+        if name in skip:
+            continue
+        factory, accept = Image.OPEN[name]
+        try:
+            if accept is not None and not _accepts(accept, prefix):
+                continue
+            stream.seek(0)
+            with _thumbflow_rules(accept_truncated=False):
+                image = factory(stream, "")
+        except _NOT_THIS_FORMAT:  # from the magic-byte test too: some unpack a too short file
+            continue
+        except Exception as error:
+            if is_truncation(error):  # its header, cut short: still what the file is
+                described = getattr(factory, "format_description", None) or name
+                return Identified(name, described, ends_early=True)
+            continue
+        description = image.format_description or name
+        image.close()  # the stream is the caller's: Pillow closes only files it opened itself
+        return Identified(name, description, ends_early=False)
+    return None
 
 
 class _TruncationPerThread:
@@ -88,11 +159,12 @@ def _thumbflow_rules(*, accept_truncated: bool) -> Iterator[None]:
         _this_thread.accept_truncated = outer
 
 
-def open_image(stream: BinaryIO) -> ImageFile.ImageFile:
-    """Identify and parse the header only; the caller checks the limits before any ``load()``.
-    A header that ends early is always refused: there is nothing to make derivatives from."""
+def open_image(stream: BinaryIO, extra: Collection[str] = ()) -> ImageFile.ImageFile:
+    """Identify (among the allow-list and the batch's ``extra`` formats) and parse the header
+    only; the caller checks the limits before any ``load()``. A header that ends early is
+    always refused: there is nothing to make derivatives from."""
     with _thumbflow_rules(accept_truncated=False):
-        return Image.open(stream, formats=accepted_formats())
+        return Image.open(stream, formats=accepted_formats(extra))
 
 
 @contextmanager

@@ -76,7 +76,7 @@ def _decode(
 ) -> Decoded:
     try:
         with opened() as stream:
-            image = open_image(stream)
+            image = open_image(stream, config.allow_formats)
             with decoding(accept_truncated=config.accept_truncated):
                 # draft() needs the exact box: thumbnail()'s reducing_gap would ask for twice
                 # the size and lose the reduced-scale decode.

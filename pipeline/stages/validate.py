@@ -1,8 +1,9 @@
 """Is this an image we accept, and is it small enough to decode? Decided from the header alone.
 Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
-The format comes from the content (Pillow's magic-byte identification restricted to an allow-list),
-never from the file name. Size, pixel and frame limits come from the file's size and header, so a
+The format comes from the content (Pillow's magic-byte identification restricted to an allow-list
+and the batch's ``allow_formats``), never from the file name; a refused file is named by what
+Pillow takes it for. Size, pixel and frame limits come from the file's size and header, so a
 decompression bomb is refused before a single pixel is decoded.
 """
 
@@ -14,38 +15,43 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.config import PipelineConfig
+from pipeline.config import EXTRA_FORMATS, PipelineConfig
 from pipeline.errors import Failure, FailureCode, ImageError
 from pipeline.stages import limits
+from pipeline.stages.boxes import claimed_size
 from pipeline.stages.geometry import draft_request, plan_for
-from pipeline.stages.opening import accepted_formats, is_truncation, open_image
+from pipeline.stages.opening import (
+    Identified,
+    accepted_formats,
+    identify,
+    is_truncation,
+    magic_matches,
+    open_image,
+)
 from pipeline.stages.orientation import is_transposed, orientation_of
 from pipeline.stages.sources import open_binary
 
-# Signatures of files people feed us, so a refusal can say what the file *is*, with the Pillow
-# format that would read it (None: not an image at all). Failing to open a format we accept means
-# the file is damaged; any other image format is one we do not read.
-_KNOWN_SIGNATURES: tuple[tuple[bytes, str, str | None], ...] = (
-    (b"%PDF", "a PDF document", None),
-    (b"PK\x03\x04", "a ZIP archive", None),
-    (b"\x1f\x8b", "a gzip archive", None),
-    (b"8BPS", "a Photoshop PSD image", "PSD"),
-    (b"\x00\x00\x01\x00", "an ICO icon", "ICO"),
-    (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream", "JPEG2000"),
-    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image", "JPEG2000"),
-    (b"II*\x00", "a TIFF image", "TIFF"),
-    (b"MM\x00*", "a TIFF image", "TIFF"),
-    (b"\x89PNG", "a PNG image", "PNG"),
-    (b"\xff\xd8\xff", "a JPEG image", "JPEG"),
-    (b"GIF8", "a GIF image", "GIF"),
-    (b"RIFF", "a RIFF file (WebP?)", "WEBP"),
-    (b"BM", "a BMP image", "BMP"),
+# A refusal says what the file *is*. Image formats are named by Pillow: the always-read ones by
+# their magic bytes (a file that starts like a JPEG and does not open is a damaged JPEG), every
+# other one by its opener parsing the header (``opening.identify``: magic bytes alone are too
+# loose for many formats, "P6" starts a PPM and many a text). Pillow knows nothing of the
+# containers below, so they are named here.
+_NOT_IMAGES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip archive"),
 )
-# ISO base media files name their brand in bytes 4-12, after the first box's size.
-_FTYP_BRANDS: tuple[tuple[tuple[bytes, ...], str, str], ...] = (
+# A RIFF file names its form in bytes 8-12; only "WEBP" is an image.
+_RIFF_FORMS = {b"WEBP": "a WebP image", b"WAVE": "a WAV audio file", b"AVI ": "an AVI video"}
+# ISO base media files name their brand in bytes 4-12, after the first box's size; HEIF is
+# named even when no plugin for it is installed (then Pillow knows nothing of it).
+_FTYP_BRANDS: tuple[tuple[tuple[bytes, ...], str, str | None], ...] = (
     ((b"ftypavif", b"ftypavis"), "an AVIF image", "AVIF"),
     ((b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1"), "a HEIF image", "HEIF"),
+    ((b"ftypisom", b"ftypmp41", b"ftypmp42", b"ftypM4V "), "an MP4 video", None),
+    ((b"ftypqt  ",), "a QuickTime video", None),
 )
+_NAMES = {"WEBP": "WebP"}  # how an always-read format is named in a message, if not as Pillow does
 
 
 @dataclass(frozen=True)
@@ -64,26 +70,45 @@ class ImageHeader:
         return is_transposed(self.orientation)
 
 
-def _identify(head: bytes) -> tuple[str, str | None] | None:
-    """(description, Pillow format or None) for a known signature."""
-    for prefix, description, pillow_format in _KNOWN_SIGNATURES:
-        if head.startswith(prefix):
-            return description, pillow_format
+def _container(head: bytes) -> tuple[str, str | None] | None:
+    """(description, Pillow format or None) of an ISO base media or RIFF file."""
     for brands, description, pillow_format in _FTYP_BRANDS:
         if head[4:12] in brands:
             return description, pillow_format
+    if head.startswith(b"RIFF"):
+        form = head[8:12]
+        return _RIFF_FORMS.get(form, "a RIFF file"), "WEBP" if form == b"WEBP" else None
+    return None
+
+
+def _default_format_by_magic(head: bytes) -> str | None:
+    """The always-read format whose magic bytes (Pillow's own test) ``head`` starts with."""
+    return next((name for name in accepted_formats() if magic_matches(name, head)), None)
+
+
+def _format_of_start(head: bytes) -> tuple[str, str | None] | None:
+    """(description, Pillow format or None) of content recognised from its first bytes."""
+    known = _container(head)
+    if known is not None:
+        return known
+    name = _default_format_by_magic(head)
+    if name is not None:
+        return f"a {_NAMES.get(name, name)} image", name
     return None
 
 
 def describe_start(head: bytes) -> str:
-    """A person-readable guess at what a non-image file is, from its first bytes. It names the
-    kind of content, never the bytes: an input may be a link to a private file, and this text
-    ends up in the manifest."""
+    """A person-readable guess at what a file is, from its first bytes. It names the kind of
+    content, never the bytes: an input may be a link to a private file, and this text ends up
+    in the manifest."""
     if not head:
         return "an empty file"
-    known = _identify(head)
+    known = _format_of_start(head)
     if known is not None:
         return known[0]
+    for prefix, description in _NOT_IMAGES:
+        if head.startswith(prefix):
+            return description
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html")):
         return "an HTML page"
@@ -96,27 +121,57 @@ def describe_start(head: bytes) -> str:
     return "binary data"
 
 
-def _unidentified(source: str, head: bytes) -> Failure:
-    description = describe_start(head)
-    known = _identify(head)
-    if known is None or known[1] is None:
-        return Failure("validate", "not_an_image", f"{source}: not an image ({description})")
-    accepted = accepted_formats()
-    if known[1] in accepted:
-        return Failure("validate", "decode_error", f"{source}: {description} with a damaged header")
-    return Failure(
-        "validate",
-        "unsupported_format",
-        f"{source}: {description}, which thumbflow does not read (accepted: {', '.join(accepted)})",
-    )
+def _not_read(source: str, found: Identified, accepted: tuple[str, ...]) -> Failure:
+    """An image in a format Pillow knows and this batch does not read."""
+    what = f"an image in {found.format} format ({found.description})"
+    if found.ends_early:
+        what += " that ends early"
+    if found.format in EXTRA_FORMATS:
+        reason = (
+            f"which thumbflow reads only when allowed: --allow-format {found.format} "
+            "(allow_formats in Python)"
+        )
+    else:
+        reason = f"a format thumbflow does not read (it reads {', '.join(accepted)})"
+    return Failure("validate", "unsupported_format", f"{source}: {what}, {reason}")
+
+
+def _unidentified(source: str, head: bytes, stream: BinaryIO, config: PipelineConfig) -> Failure:
+    """No format this batch reads opened the file: say what it is instead."""
+    accepted = accepted_formats(config.allow_formats)
+    known = _format_of_start(head)
+    if known is not None and known[1] in accepted:
+        return Failure("validate", "decode_error", f"{source}: {known[0]} with a damaged header")
+    found = identify(stream, skip=accepted)
+    if found is not None:
+        return _not_read(source, found, accepted)
+    if known is not None and known[1] is not None:  # HEIF without its plugin, for one
+        message = (
+            f"{source}: {known[0]}, which this installation does not read "
+            f"(it reads {', '.join(accepted)})"
+        )
+        return Failure("validate", "unsupported_format", message)
+    return Failure("validate", "not_an_image", f"{source}: not an image ({describe_start(head)})")
 
 
 def _declared_length(head: bytes) -> int | None:
-    """A RIFF file (WebP) states its length up front, so a partial download can be told apart
-    from damage although libwebp only says it "could not create decoder object"."""
-    if head.startswith(b"RIFF") and len(head) >= 8:
+    """A WebP file states its length up front, so a partial download can be told apart from
+    damage although libwebp only says it "could not create decoder object". Only a RIFF file of
+    form WEBP: a WAV or an AVI is RIFF too, and no image however long it is."""
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return int.from_bytes(head[4:8], "little") + 8
     return None
+
+
+def _check_avif_size(source: str, head: bytes, stream: BinaryIO, config: PipelineConfig) -> None:
+    """libavif refuses a header over its own size limit in the words it uses for damage; the
+    size the file's boxes claim says which it was, and a limit is refused as a limit."""
+    known = _container(head)
+    if known is None or known[1] != "AVIF" or "AVIF" not in accepted_formats():
+        return
+    claimed = claimed_size(stream)
+    if claimed is not None:
+        limits.check_avif_claim(source, *claimed, config)
 
 
 def _checked_header(source: str, image: Image.Image, config: PipelineConfig) -> ImageHeader:
@@ -155,9 +210,9 @@ def _header_from(
     head = stream.read(32)
     stream.seek(0)
     try:
-        image = open_image(stream)
+        image = open_image(stream, config.allow_formats)
     except Exception as error:
-        raise ImageError(_refusal(source, head, size_bytes, error)) from None
+        raise ImageError(_refusal(source, head, stream, size_bytes, error, config)) from None
     with image:
         try:
             return _checked_header(source, image, config)
@@ -168,7 +223,14 @@ def _header_from(
             raise ImageError(Failure("validate", "decode_error", message)) from None
 
 
-def _refusal(source: str, head: bytes, size_bytes: int, error: Exception) -> Failure:
+def _refusal(
+    source: str,
+    head: bytes,
+    stream: BinaryIO,
+    size_bytes: int,
+    error: Exception,
+    config: PipelineConfig,
+) -> Failure:
     """Why Pillow could not open the file, as a failure a person can act on."""
     declared = _declared_length(head)
     if declared is not None and declared > size_bytes:
@@ -178,7 +240,11 @@ def _refusal(source: str, head: bytes, size_bytes: int, error: Exception) -> Fai
         )
         return Failure("validate", "truncated", message)
     if isinstance(error, UnidentifiedImageError):
-        return _unidentified(source, head)
+        try:
+            _check_avif_size(source, head, stream, config)
+        except ImageError as refused:
+            return refused.failure
+        return _unidentified(source, head, stream, config)
     # Pillow knew the magic bytes but the header is damaged.
     code: FailureCode = "truncated" if is_truncation(error) else "decode_error"
     message = f"{source}: {describe_start(head)} whose header is damaged ({error})"

@@ -16,6 +16,7 @@ from pipeline.config import PipelineConfig, Size
 from pipeline.errors import Failure, ImageError
 from pipeline.samples import photo_like
 from pipeline.stages.validate import ImageHeader, describe_start, read_header
+from tests.format_files import psd_bytes
 from tests.imaging import encoded, jpeg_header, pillow_images_allocated, png_bytes
 
 ORIENTATION_TAG = 0x0112
@@ -168,18 +169,14 @@ REFUSED_CONTENT = [
         id="svg-drawing",
     ),
     pytest.param(
-        "layers.psd",
-        b"8BPS\x00\x01" + bytes(6) + b"\x00\x03\x00\x00\x00\x10\x00\x00\x00\x10\x00\x08\x00\x03",
-        "unsupported_format",
-        "a Photoshop PSD image",
-        id="photoshop-psd",
+        "layers.psd", psd_bytes(), "unsupported_format", "PSD format (Adobe Photoshop)", id="psd"
     ),
     pytest.param(
         "favicon.ico",
         b"\x00\x00\x01\x00\x01\x00\x10\x10\x00\x00\x01\x00\x20\x00" + bytes(64),
         "unsupported_format",
-        "an ICO icon",
-        id="ico-icon",
+        "ICO format (Windows Icon) that ends early",
+        id="ico-icon-cut-short",
     ),
     pytest.param(
         "iphone.heic",
@@ -327,7 +324,9 @@ def test_jpeg_cut_inside_its_header_is_reported_as_truncated(tmp_path):
         pytest.param(b"II*\x00\x08\x00\x00\x00", "a TIFF image", id="tiff-little-endian"),
         pytest.param(b"MM\x00*\x00\x00\x00\x08", "a TIFF image", id="tiff-big-endian"),
         pytest.param(b"\x1f\x8b\x08\x00", "a gzip archive", id="gzip"),
-        pytest.param(b"\xff\x4f\xff\x51\x00\x2f", "a JPEG 2000 codestream", id="jpeg2000"),
+        pytest.param(b"RIFF\x24\x00\x00\x00WAVEfmt ", "a WAV audio file", id="riff-wave"),
+        pytest.param(b"RIFF\x24\x00\x00\x00AVI LIST", "an AVI video", id="riff-avi"),
+        pytest.param(b"RIFF\x24\x00\x00\x00WEBPVP8 ", "a WebP image", id="riff-webp"),
         pytest.param(b"\x00\x00\x00\x18ftypmif1", "a HEIF image", id="heif-mif1"),
         pytest.param(b"  \n<HTML><body>", "an HTML page", id="html-after-whitespace"),
         pytest.param(b'<?xml version="1.0"?>', "an XML/SVG document", id="xml"),
