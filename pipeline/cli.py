@@ -27,7 +27,14 @@ from tqdm import tqdm
 
 from pipeline import api
 from pipeline._version import __version__
-from pipeline.config import DEFAULT_ENCODINGS, DEFAULT_SIZES, Encoding, PipelineConfig, Size
+from pipeline.config import (
+    DEFAULT_ENCODINGS,
+    DEFAULT_SIZES,
+    EXTRA_FORMATS,
+    Encoding,
+    PipelineConfig,
+    Size,
+)
 from pipeline.errors import ConfigError, ProgressStoreWarning, ThumbflowError
 from pipeline.interrupts import Interrupted, stop_signals_ignored, stop_signals_raise
 from pipeline.progress.publisher import DEFAULT_TTL_S
@@ -97,6 +104,14 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-file-mb", type=float, help="refuse larger files (default 256)")
     limits.add_argument(
         "--accept-truncated", action="store_true", help="make derivatives of files that end early"
+    )
+    limits.add_argument(
+        "--allow-format",
+        dest="allow_formats",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"also read this format (repeatable): {', '.join(EXTRA_FORMATS)}",
     )
     limits.add_argument(
         "--keep-metadata", action="store_true", help="copy EXIF (upright) and XMP to the outputs"
@@ -203,6 +218,7 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
         colour=args.colour,
         keep_metadata=args.keep_metadata,
         accept_truncated=args.accept_truncated,
+        allow_formats=tuple(args.allow_formats),
     )
     if args.max_pixels:
         config = replace(config, max_pixels=int(args.max_pixels * 1_000_000))
@@ -250,6 +266,10 @@ def _follow(handle: api.BatchHandle, show_progress: bool) -> BatchReport:
     return handle.result()
 
 
+def _plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
+
+
 def _summary(report: BatchReport) -> str:
     status: BatchStatus = report.status
     lines = [
@@ -261,6 +281,15 @@ def _summary(report: BatchReport) -> str:
     if report.failures_by_code:
         codes = ", ".join(f"{code} {n}" for code, n in sorted(report.failures_by_code.items()))
         lines.append(f"  failures by code: {codes}")
+    if copies := report.duplicates_of_failed:
+        lines.append(
+            f"  failed counts {copies} {_plural(copies, 'copy', 'copies')} of a failed input"
+        )
+    if warned := report.images_with_warnings:
+        lines.append(
+            f"  {warned} {_plural(warned, 'image', 'images')} with warnings "
+            "(`warnings` in the manifest)"
+        )
     lines.append(f"  derivatives: {redact_location(report.output)}")
     lines.append(f"  manifest:    {redact_location(report.manifest)}")
     return "\n".join(lines)

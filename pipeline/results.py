@@ -14,11 +14,19 @@ from typing import Any, Literal, TypeVar, cast, get_args
 
 from pipeline.errors import Failure
 
-Status = Literal["ok", "duplicate", "failed", "cancelled"]
+Status = Literal["ok", "duplicate", "duplicate_of_failed", "failed", "cancelled"]
+# What the counts add up (ok + duplicate + failed + cancelled = total): a copy of a failed input
+# is a failed input too (no derivatives), with its own status in its manifest row.
+Tally = Literal["ok", "duplicate", "failed", "cancelled"]
 BatchState = Literal["queued", "running", "done", "cancelled", "failed"]
 FINAL_STATES: frozenset[BatchState] = frozenset({"done", "cancelled", "failed"})
 
 _Plain = TypeVar("_Plain")
+
+
+def counted_as(status: Status) -> Tally:
+    """The count an outcome adds to."""
+    return "failed" if status == "duplicate_of_failed" else status
 
 
 def _from_fields(cls: type[_Plain], row: dict[str, Any]) -> _Plain:
@@ -49,7 +57,9 @@ class OutputFile:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """The outcome of one input, as one manifest row."""
+    """The outcome of one input, as one manifest row. ``warnings``: what Pillow warned about
+    while reading this file (deduplicated, at most ``MAX_WARNINGS``), kept here instead of
+    printed by the worker."""
 
     index: int
     source: str
@@ -60,9 +70,11 @@ class ImageResult:
     duplicate_of: str | None = None
     reused: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         row = asdict(self)
+        row["warnings"] = list(self.warnings)
         row["timings_ms"] = {step: round(ms, 3) for step, ms in self.timings_ms.items()}
         return row
 
@@ -125,13 +137,16 @@ class BatchStatus:
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What a finished batch did and where to find it."""
+    """What a finished batch did and where to find it. ``duplicates_of_failed`` are among
+    ``status.failed``; ``images_with_warnings`` counts rows whose ``warnings`` are not empty."""
 
     status: BatchStatus
     manifest: str
     output: str
     failures_by_code: dict[str, int] = field(default_factory=dict)
     timings: dict[str, StepTiming] = field(default_factory=dict)
+    duplicates_of_failed: int = 0
+    images_with_warnings: int = 0
 
     @classmethod
     def from_json(cls, summary: dict[str, Any]) -> BatchReport:
@@ -145,6 +160,8 @@ class BatchReport:
                 step: _from_fields(StepTiming, timing)
                 for step, timing in summary.get("timings", {}).items()
             },
+            duplicates_of_failed=int(summary.get("duplicates_of_failed", 0)),
+            images_with_warnings=int(summary.get("images_with_warnings", 0)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -154,4 +171,6 @@ class BatchReport:
             "output": self.output,
             "failures_by_code": self.failures_by_code,
             "timings": {step: timing.to_json() for step, timing in self.timings.items()},
+            "duplicates_of_failed": self.duplicates_of_failed,
+            "images_with_warnings": self.images_with_warnings,
         }

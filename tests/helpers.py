@@ -65,8 +65,12 @@ def stored(url: str, batch_id: str) -> dict[str, str]:
 
 
 def manifest_counts(manifest: str | Path) -> dict[str, int]:
-    rows = read_rows(manifest)
-    return {status: sum(row["status"] == status for row in rows) for status in COUNTERS}
+    """Rows by count; a copy of a failed input (``duplicate_of_failed``) is a failed input."""
+    tallies = [
+        "failed" if row["status"] == "duplicate_of_failed" else row["status"]
+        for row in read_rows(manifest)
+    ]
+    return {status: tallies.count(status) for status in COUNTERS}
 
 
 def redis_counts(url: str, batch_id: str) -> dict[str, int]:

@@ -1,9 +1,11 @@
 """Which inputs are byte-identical copies of an earlier one, decided from their SHA-256.
 Runs in the driver.
 
-The first input with a digest is processed; later ones become ``duplicate`` rows that point at
-it and carry its outputs (or its failure). A duplicate can be seen before its first finishes, so
-it waits here until the first's result arrives.
+The first input with a digest is processed; later ones become rows that point at it: a
+``duplicate`` carrying its outputs, or, if the first failed, a ``duplicate_of_failed`` carrying
+its failure (a failed input too: it gets no derivatives, and the summary counts it as failed).
+A duplicate can be seen before its first finishes, so it waits here until the first's result
+arrives.
 
 Any input may turn out to duplicate any earlier one, so every first's outcome is kept until the
 batch ends. Kept as ``OutputFile`` objects that would be ~3 KB an image (300 MB at 100k images);
@@ -75,12 +77,29 @@ class DuplicateTracker:
 
 
 def _duplicate(index: int, source: str, sha256: str, outcome: _Outcome) -> ImageResult:
+    if outcome.failure is not None:
+        return _duplicate_of_failed(index, source, sha256, outcome, outcome.failure)
     return ImageResult(
         index,
         source,
         "duplicate",
         sha256,
         outputs=outcome.outputs(sha256),
-        failure=outcome.failure,
+        duplicate_of=outcome.source,
+    )
+
+
+def _duplicate_of_failed(
+    index: int, source: str, sha256: str, outcome: _Outcome, failure: Failure
+) -> ImageResult:
+    """The first's failure, worded for this input: its message names the first's path."""
+    why = failure.message.removeprefix(f"{outcome.source}: ")
+    message = f"{source}: the same bytes as {outcome.source}, which failed: {why}"
+    return ImageResult(
+        index,
+        source,
+        "duplicate_of_failed",
+        sha256,
+        failure=Failure(failure.step, failure.code, message),
         duplicate_of=outcome.source,
     )

@@ -22,7 +22,7 @@ from pipeline.driver.manifest import ManifestWriter
 from pipeline.driver.timings import TimingCollector
 from pipeline.inputs import InputFile
 from pipeline.progress.publisher import RedisProgress
-from pipeline.results import ImageResult, Status, StepTiming
+from pipeline.results import ImageResult, StepTiming, Tally, counted_as
 from pipeline.storage import OutputRoot
 from pipeline.worker.tasks import ImageWork
 
@@ -41,7 +41,9 @@ class Ledger:
         self._duplicates = DuplicateTracker()
         self._timings = TimingCollector()
         self._failure_codes: Counter[str] = Counter()
-        self._counts: Counter[Status] = Counter()
+        self._counts: Counter[Tally] = Counter()
+        self._duplicates_of_failed = 0
+        self._with_warnings = 0
         self._lock = threading.Lock()
 
     @property
@@ -56,9 +58,12 @@ class Ledger:
                 result = settled.pop()
                 if not self._manifest.write(result):
                     continue
-                self._counts[result.status] += 1
-                if result.status == "failed" and result.failure is not None:
+                tally = counted_as(result.status)
+                self._counts[tally] += 1
+                if tally == "failed" and result.failure is not None:
                     self._failure_codes[result.failure.code] += 1
+                self._duplicates_of_failed += result.status == "duplicate_of_failed"
+                self._with_warnings += bool(result.warnings)
                 self._timings.add(result.timings_ms)
                 if self.progress is not None:
                     self.progress.image(result)  # only queues: never waits for Redis
@@ -98,9 +103,17 @@ class Ledger:
         with self._lock:
             self._manifest.close()
 
-    def counts(self) -> dict[Status, int]:
+    def counts(self) -> dict[Tally, int]:
         with self._lock:
-            return {status: self._counts[status] for status in get_args(Status)}
+            return {tally: self._counts[tally] for tally in get_args(Tally)}
+
+    def duplicates_of_failed(self) -> int:
+        with self._lock:
+            return self._duplicates_of_failed
+
+    def images_with_warnings(self) -> int:
+        with self._lock:
+            return self._with_warnings
 
     def failures_by_code(self) -> dict[str, int]:
         with self._lock:

@@ -128,6 +128,8 @@ class BatchRun:
             output=self.root.url,
             failures_by_code=self.ledger.failures_by_code(),
             timings=self.ledger.timings(),
+            duplicates_of_failed=self.ledger.duplicates_of_failed(),
+            images_with_warnings=self.ledger.images_with_warnings(),
         )
 
     def _since_start(self) -> float:

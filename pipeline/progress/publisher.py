@@ -29,7 +29,7 @@ from pipeline.progress.store import (
     RedisStore,
     redact,
 )
-from pipeline.results import FINAL_STATES, ImageResult
+from pipeline.results import FINAL_STATES, ImageResult, counted_as
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ class RedisProgress:
 
     def image(self, result: ImageResult) -> None:
         code = result.failure.code if result.failure else ""
-        row = (result.index, result.status, result.source, code)
+        # Redis keeps one counter per tally: a copy of a failed input is counted as failed.
+        row = (result.index, counted_as(result.status), result.source, code)
         self._sent.append(row)
         self._queue.put(row)
 

@@ -39,6 +39,7 @@ from pipeline.storage import (
 )
 from pipeline.worker.cancellation import TaskCancelled, current_task_cancelled
 from pipeline.worker.identity import current_writer
+from pipeline.worker.image_warnings import collecting, merged
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class ImageWork:
     reused: bool = False  # every derivative was kept: nothing decoded
     failure: Failure | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # what Pillow warned about this image, for its manifest row
 
     @property
     def active(self) -> bool:
@@ -81,10 +83,17 @@ Action = Callable[[dict[str, float]], "ImageWork"]
 
 
 def _attempt(work: ImageWork, step: Step, action: Action, *, timed: bool = True) -> ImageWork:
-    """Run one step for one image; whatever goes wrong becomes that image's failure.
+    """Run one step for one image; whatever goes wrong becomes that image's failure, and what
+    it warns about goes to its row instead of the worker's stderr (``image_warnings``).
 
     ``timed=False`` lets a step split its own time into finer parts (decode/resize, encode/write).
     """
+    with collecting() as warned:
+        done = _attempted(work, step, action, timed=timed)
+    return replace(done, warnings=merged(work.warnings, warned)) if warned else done
+
+
+def _attempted(work: ImageWork, step: Step, action: Action, *, timed: bool) -> ImageWork:
     timings = dict(work.timings_ms)
     try:
         if timed:
@@ -291,6 +300,7 @@ def _result_of(work: ImageWork) -> ImageResult:
             work.sha256 or None,
             failure=work.failure,
             timings_ms=work.timings_ms,
+            warnings=work.warnings,
         )
     return ImageResult(
         work.index,
@@ -300,4 +310,5 @@ def _result_of(work: ImageWork) -> ImageResult:
         outputs=tuple(recorded.output for recorded in work.outputs or ()),
         reused=work.reused,
         timings_ms=work.timings_ms,
+        warnings=work.warnings,
     )
