@@ -327,8 +327,8 @@ def test_the_cli_reads_allowed_formats_and_keeps_pillow_quiet(tmp_path) -> None:
         "--allow-format", "tga",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert "Tag data" not in done.stderr  # the worker's Pillow warning stayed in the manifest
     assert "ok 2 · duplicate 0 · failed 2 · cancelled 0" in done.stdout
     assert "failures by code: unsupported_format 2" in done.stdout
     assert "failed counts 1 copy of a failed input" in done.stdout
     assert "1 image with warnings" in done.stdout
-    assert "Tag data" not in done.stderr  # the worker's Pillow warning stayed in the manifest
