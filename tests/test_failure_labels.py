@@ -18,6 +18,7 @@ from PIL import Image
 
 import pipeline
 from pipeline.config import EXTRA_FORMATS, PipelineConfig
+from pipeline.driver.dedup import DuplicateTracker
 from pipeline.errors import ConfigError, Failure, ImageError
 from pipeline.results import ImageResult
 from pipeline.stages.validate import ImageHeader, header_of_bytes
@@ -332,3 +333,23 @@ def test_the_cli_reads_allowed_formats_and_keeps_pillow_quiet(tmp_path) -> None:
     assert "failures by code: unsupported_format 2" in done.stdout
     assert "failed counts 1 copy of a failed input" in done.stdout
     assert "1 image with warnings" in done.stdout
+
+
+def test_copies_of_an_image_that_killed_its_worker_say_it_failed() -> None:
+    """Its row has no digest (the worker died before returning it); copies that waited for it,
+    or come after, are still duplicates of a failed input, not left to end as cancelled."""
+    tracker = DuplicateTracker()
+    assert tracker.claim(0, "first.jpg", "ab" * 32) is None
+    assert tracker.claim(1, "copy.jpg", "ab" * 32) is None  # waits for the first
+    died = Failure("resize", "worker_died", "first.jpg: decoding it killed its worker")
+    (waited,) = tracker.settle(ImageResult(0, "first.jpg", "failed", failure=died))
+    later = tracker.claim(2, "later.jpg", "ab" * 32)
+    for row, source in ((waited, "copy.jpg"), (later, "later.jpg")):
+        assert row is not None
+        assert row.failure is not None
+        assert (row.status, row.duplicate_of, row.failure.code) == (
+            "duplicate_of_failed",
+            "first.jpg",
+            "worker_died",
+        )
+        assert row.failure.message.startswith(f"{source}: the same bytes as first.jpg")

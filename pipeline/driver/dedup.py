@@ -63,8 +63,16 @@ class DuplicateTracker:
         return self._first_by_digest.get(sha256) == index
 
     def settle(self, result: ImageResult) -> list[ImageResult]:
-        """Record a first image's outcome; returns the rows of duplicates that waited for it."""
-        if result.sha256 is None or not self.is_first(result.index, result.sha256):
+        """Record a first image's outcome; returns the rows of duplicates that waited for it.
+
+        An image whose chunk killed its worker fails without its digest in the row; if it was a
+        first, its copies must still learn that it failed (and not end as cancelled). Failures
+        without a digest are rare (that, or a file that could not be read), so keeping each
+        one's outcome costs nothing that matters."""
+        if result.sha256 is None:
+            if result.failure is None:
+                return []
+        elif not self.is_first(result.index, result.sha256):
             return []
         shape = tuple((o.size, o.format, o.path.rsplit("/", 1)[-1]) for o in result.outputs)
         numbers = array("q", [n for o in result.outputs for n in (o.width, o.height, o.bytes)])
