@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from pipeline.errors import ConfigError, Failure, ImageError
 from pipeline.results import ImageResult
 from pipeline.stages.validate import ImageHeader, header_of_bytes
 from pipeline.storage import OutputRoot
+from pipeline.worker.image_warnings import MAX_LENGTH, MAX_WARNINGS, collecting, merged
 from pipeline.worker.tasks import encode_chunk, hash_chunk, resize_chunk, validate_chunk
 from tests.format_files import (
     HEIGHT,
@@ -195,6 +197,17 @@ def test_warnings_stay_with_the_image_of_the_thread_that_raised_them(tmp_path) -
         thread.join()
     assert [r.warnings for r in results["warned"]] == [(EXIF_WARNING,)] * 12
     assert [r.warnings for r in results["clean"]] == [()] * 12
+
+
+def test_a_row_keeps_a_few_short_warnings_each_once() -> None:
+    with collecting() as warned:
+        for number in range(500):  # as a TIFF full of damaged tags would
+            text = f"tag {number % 30} damaged: " + "x" * 300
+            warnings.warn_explicit(text, UserWarning, "TiffImagePlugin.py", 1, module="PIL.Tiff")
+    kept = merged((), warned)
+    assert len(kept) == MAX_WARNINGS
+    assert [text[: text.index(":")] for text in kept] == [f"tag {n} damaged" for n in range(10)]
+    assert all(len(text) <= MAX_LENGTH for text in kept)
 
 
 # ---------------------------------------------------------------------------------------------

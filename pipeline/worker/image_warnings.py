@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 MAX_WARNINGS = 10
 MAX_LENGTH = 200
+_MAX_COLLECTED = 100  # per step, before deduplication
 
 _PILLOW = r"PIL(\.|$)"
 _this_thread = threading.local()
@@ -46,6 +47,8 @@ def _show(
     collected: list[str] | None = getattr(_this_thread, "collected", None)
     if collected is None:
         _previous(message, category, filename, lineno, file, line)
+        return
+    if len(collected) >= _MAX_COLLECTED:  # a TIFF of a million bad tags warns a million times
         return
     text = str(message).strip()
     if category is not UserWarning:  # Pillow's are UserWarning: only others are worth naming
