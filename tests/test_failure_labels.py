@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import io
 import shutil
+import struct
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from pipeline.config import EXTRA_FORMATS, PipelineConfig
 from pipeline.driver.dedup import DuplicateTracker
 from pipeline.errors import ConfigError, Failure, ImageError
 from pipeline.results import ImageResult
-from pipeline.stages.validate import ImageHeader, header_of_bytes
+from pipeline.stages.validate import ImageHeader, header_of_bytes, read_header
 from pipeline.storage import OutputRoot
 from pipeline.worker.image_warnings import MAX_LENGTH, MAX_WARNINGS, collecting, merged
 from pipeline.worker.tasks import encode_chunk, hash_chunk, resize_chunk, validate_chunk
@@ -33,6 +35,7 @@ from tests.format_files import (
     corrupt_exif_jpeg,
     cut_avi_bytes,
     extra_format_files,
+    psd_bytes,
     saved,
     wav_bytes,
 )
@@ -101,6 +104,27 @@ def test_a_format_that_cannot_be_allowed_is_named_without_offering_it() -> None:
     assert "it reads JPEG, PNG" in failure.message
     with pytest.raises(ConfigError, match="cannot allow format 'SPIDER'"):
         PipelineConfig(allow_formats=("SPIDER",))
+
+
+def test_a_psd_whose_header_holds_a_megabyte_of_resources_is_still_named() -> None:
+    plain = psd_bytes()
+    resource = b"8BIM" + struct.pack(">HHI", 4000, 0, 1 << 20) + bytes(1 << 20)
+    # After the 26-byte header and the empty colour mode section: the resources section.
+    data = plain[:30] + struct.pack(">I", len(resource)) + resource + plain[34:]
+    failure = outcome("layers.psd", data)
+    assert isinstance(failure, Failure)
+    assert "an image in PSD format (Adobe Photoshop)," in failure.message
+
+
+def test_naming_a_large_text_file_reads_only_its_start(tmp_path) -> None:
+    path = tmp_path / "server.log"
+    path.write_bytes(b"GET /index.html 200 0.003 s\n" * (1 << 20))  # 28 MB of lines
+    started = time.perf_counter()
+    with pytest.raises(ImageError) as refused:
+        read_header(str(path), path.stat().st_size, PipelineConfig())
+    assert refused.value.failure.message == f"{path}: not an image (a text file)"
+    # Every line parsed as a header would take seconds (the IMT opener walks them all).
+    assert time.perf_counter() - started < 1.5
 
 
 def test_bigtiff_is_read_as_tiff() -> None:

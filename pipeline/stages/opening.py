@@ -16,6 +16,7 @@ Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable
 
 from __future__ import annotations
 
+import io
 import struct
 import threading
 from collections.abc import Callable, Collection, Iterator
@@ -55,6 +56,7 @@ class Identified:
 # the next plugin after these. ValueError too: a text file that starts "P6 is…" reaches the PPM
 # parser, which fails to read "is" as a number.
 _NOT_THIS_FORMAT = (SyntaxError, IndexError, TypeError, struct.error, ValueError)
+_IDENTIFY_BYTES = 256 * 1024
 
 
 def _accepts(accept: Callable[[bytes], bool | str], prefix: bytes) -> bool:
@@ -81,26 +83,34 @@ def identify(stream: BinaryIO, skip: Collection[str] = ()) -> Identified | None:
     magic-byte checks. Used only to word a refusal, never to decode what it finds."""
     Image.init()
     stream.seek(0)
-    prefix = stream.read(16)
+    # A format with no magic bytes (TGA, IM, IMT...) is tried on every file that reaches here,
+    # so its opener sees the first 256 KiB only: IMT walks a text file line by line to its end
+    # (12 s for a 64 MB log). One whose magic bytes matched reads the file itself: a PSD's
+    # header alone may hold megabytes of resources.
+    head = stream.read(_IDENTIFY_BYTES + 1)
+    window = io.BytesIO(head[:_IDENTIFY_BYTES])
+    prefix = head[:16]
     for name in Image.ID:
         if name in skip:
             continue
         factory, accept = Image.OPEN[name]
+        source = stream if accept is not None else window
         try:
             if accept is not None and not _accepts(accept, prefix):
                 continue
-            stream.seek(0)
+            source.seek(0)
             with _thumbflow_rules(accept_truncated=False):
-                image = factory(stream, "")
+                image = factory(source, "")
         except _NOT_THIS_FORMAT:  # from the magic-byte test too: some unpack a too short file
             continue
         except Exception as error:
             if is_truncation(error):  # its header, cut short: still what the file is
                 described = getattr(factory, "format_description", None) or name
-                return Identified(name, described, ends_early=True)
+                ends_early = source is stream or len(head) <= _IDENTIFY_BYTES
+                return Identified(name, described, ends_early=ends_early)
             continue
         description = image.format_description or name
-        image.close()  # the stream is the caller's: Pillow closes only files it opened itself
+        image.close()
         return Identified(name, description, ends_early=False)
     return None
 
