@@ -40,14 +40,13 @@ def thumbflow(
     stderr: Any = subprocess.PIPE,
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*_command(), *args],
-        stdout=stdout,
-        stderr=stderr,
-        text=True,
-        timeout=180,
-        env=_environment(),
-        cwd=cwd,
+    """Run the command; its output is decoded as it was written (text mode would turn the
+    carriage returns of a redrawn bar into newlines, and hide them)."""
+    done = subprocess.run(
+        [*_command(), *args], stdout=stdout, stderr=stderr, timeout=180, env=_environment(), cwd=cwd
+    )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, (done.stdout or b"").decode(), (done.stderr or b"").decode()
     )
 
 
@@ -76,12 +75,12 @@ def batches(
     common = ["-o", str(out), "--workers", "1", "--redis", redis_url]
     with log.open("w") as stderr:
         first = thumbflow("run", str(samples.folder), *common, "--json", stderr=stderr)
-    assert first.returncode == 0, log.read_text()
+    assert first.returncode == 0, log.read_bytes().decode()
     rerun = thumbflow("run", str(samples.folder), *common, "--no-progress")
     assert rerun.returncode == 0, rerun.stderr
     reused = thumbflow("run", *map(str, samples.images), *common, "--no-progress")
     assert reused.returncode == 0, reused.stderr
-    return Batches(redis_url, json.loads(first.stdout), log.read_text(), rerun, reused)
+    return Batches(redis_url, json.loads(first.stdout), log.read_bytes().decode(), rerun, reused)
 
 
 def _assert_batch_shape(shape: dict[str, Any]) -> None:
