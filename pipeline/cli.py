@@ -473,8 +473,9 @@ def _status(args: argparse.Namespace) -> int:
         print(cli_json.dumps(shape))
         return EXIT_OK
     status = stored.status()
-    rate = rate_text(status)
-    print(_status_line(status) + (f" · {rate}" if rate else ""))
+    print(_status_line(status))  # the line `watch` ends with
+    if rate := rate_text(status):
+        print(f"  {rate} over {status.elapsed_s:.1f} s")
     if status.reused:
         print(f"  reused {status.reused} (derivatives made by an earlier run)")
     if stored.stale:
@@ -578,7 +579,10 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error argparse has printed
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -266,8 +266,5 @@ def test_refusals_of_main(
 ) -> None:
     monkeypatch.delenv("THUMBFLOW_REDIS_URL", raising=False)
     monkeypatch.chdir(tmp_path)
-    try:
-        code = main(_filled_in(args, samples, tmp_path))
-    except SystemExit as stop:  # argparse's refusals
-        code = int(stop.code or 0)
+    code = main(_filled_in(args, samples, tmp_path))
     _assert_refused(code, capsys.readouterr().err, says, tmp_path)
