@@ -20,6 +20,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.samples import SampleSet
+from tests.dask_processes import dask_cluster
 from tests.helpers import read_rows
 
 
@@ -194,6 +195,28 @@ def test_a_closed_pipe_ends_quietly(batches: Batches) -> None:
             os.close(writer)
         assert done.returncode == 141, done.stderr
         assert done.stderr == ""
+
+
+def test_a_detached_batch_prints_json_and_watch_follows_it(
+    samples: SampleSet, redis_url: str, tmp_path: Path
+) -> None:
+    """``run --detached --json`` describes the batch it left on the cluster in the same shape;
+    ``watch`` in a log follows it with plain lines to its end."""
+    with dask_cluster(workers=1) as cluster:
+        done = thumbflow(
+            "run", str(samples.folder), "-o", str(tmp_path / "out"), "--scheduler",
+            cluster.address, "--redis", redis_url, "--detached", "--json",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        shape = json.loads(done.stdout)
+        _assert_batch_shape(shape)
+        assert (shape["total"], shape["output"]) == (11, str(tmp_path / "out"))
+        assert shape["state"] in ("queued", "running", "done")
+        watch = thumbflow("watch", shape["batch_id"], "--redis", redis_url)
+    assert watch.returncode == 0, watch.stderr
+    assert "\r" not in watch.stderr
+    assert f"thumbflow: batch {shape['batch_id']} done: 11/11" in watch.stderr
+    assert "done: ok 8 · duplicate 1 · failed 2" in watch.stdout
 
 
 # Refusals, each before any cluster starts, in one line naming the flag. A few go through the
