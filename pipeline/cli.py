@@ -281,8 +281,8 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
         keep_metadata=args.keep_metadata,
         accept_truncated=args.accept_truncated,
     )
-    # None is "not given"; any value given was checked to be positive while parsing (a 0 here
-    # once meant "the default" without a word).
+    # None is "not given" (the config's default). A value given was checked to be positive
+    # while parsing; one too small for a whole pixel or byte still counts as 1, never as 0.
     if args.max_pixels is not None:
         config = replace(config, max_pixels=max(1, int(args.max_pixels * 1_000_000)))
     if args.max_decoded_pixels is not None:
