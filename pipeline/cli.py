@@ -5,13 +5,16 @@ Exit codes: 0 every input was handled (some may have failed, see the summary), 1
 failed and ``--strict`` was given, 2 usage or configuration error, 3 infrastructure error
 (inputs missing, output not writable, cluster or progress store unreachable, unknown batch),
 5 ``watch``/``cancel``: the batch's driver is gone (no heartbeat for a few seconds), 70 internal
-error (a bug in thumbflow), 130 interrupted (the batch was cancelled).
+error (a bug in thumbflow), 130 interrupted (the batch was cancelled), 141 stdout's reader went
+away (``| head -1``).
+
+``--json`` output has one shape, defined in ``cli_json``; progress on stderr is ``cli_progress``;
+option values are checked while parsing by ``cli_args``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -20,13 +23,21 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
 from distributed import Security
-from tqdm import tqdm
 
-from pipeline import api
+from pipeline import api, cli_json
 from pipeline._version import __version__
+from pipeline.cli_args import (
+    int_between,
+    output_location,
+    parsed_by,
+    positive_float,
+    positive_int,
+    redis_url,
+)
+from pipeline.cli_progress import PROGRESS_MODES, ProgressMode, progress_view, rate_text
 from pipeline.config import (
     DEFAULT_ENCODINGS,
     DEFAULT_SIZES,
@@ -50,6 +61,7 @@ EXIT_CANCELLED = 4  # the batch was cancelled (from another process, or by `thum
 EXIT_DRIVER_GONE = 5  # watch/cancel: the process driving the batch stopped reporting
 EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug in thumbflow, not a problem with the setup
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): the batch was cancelled and its manifest finished
+EXIT_BROKEN_PIPE = 141  # stdout's reader went away (`| head -1`): 128 + SIGPIPE, as for a C tool
 EXIT_TERMINATED = 143  # SIGTERM: the same
 
 # How long `thumbflow cancel` waits for a live driver to settle the batch (running tasks stop
@@ -57,12 +69,33 @@ EXIT_TERMINATED = 143  # SIGTERM: the same
 CANCEL_WAIT_S = 60.0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line: the full synopsis of ``run`` is 15 lines,
+    which buries the one that says what was wrong (``--help`` still prints it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _add_redis_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis",
         metavar="URL",
+        type=redis_url,
         default=os.environ.get(api.REDIS_URL_VARIABLE),
         help=f"progress store, redis:// or rediss:// (default: ${api.REDIS_URL_VARIABLE})",
+    )
+
+
+def _add_progress_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        help="bar (redrawn), plain (a line every few seconds) or none "
+        "(default: bar on a terminal, plain otherwise)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_const", const="none", dest="progress", help="--progress none"
     )
 
 
@@ -71,6 +104,7 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size",
         action="append",
+        type=parsed_by(Size.parse),
         metavar="NAME=WxH[:MODE]",
         dest="sizes",
         help=f"a named box, repeatable; MODE is fit (default), cover or pad (default: {sizes})",
@@ -78,12 +112,26 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         action="append",
+        type=parsed_by(Encoding.parse),
         metavar="FORMAT[:QUALITY]",
         dest="formats",
-        help="jpeg, webp or avif with optional quality, repeatable (default: jpeg:85 webp:80)",
+        help="jpeg, webp or avif with optional quality 1..100, repeatable "
+        "(default: jpeg:85 webp:80)",
     )
-    parser.add_argument("--webp-method", type=int, default=4, help="0 fast .. 6 small (default 4)")
-    parser.add_argument("--avif-speed", type=int, default=8, help="0 slow .. 10 fast (default 8)")
+    parser.add_argument(
+        "--webp-method",
+        type=int_between(0, 6),
+        default=4,
+        metavar="N",
+        help="0 fast .. 6 small (default 4)",
+    )
+    parser.add_argument(
+        "--avif-speed",
+        type=int_between(0, 10),
+        default=8,
+        metavar="N",
+        help="0 slow .. 10 fast (default 8)",
+    )
     parser.add_argument(
         "--jpeg-progressive", action="store_true", help="progressive JPEG (a few %% smaller)"
     )
@@ -92,16 +140,26 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     )
     limits = parser.add_argument_group("limits and fidelity (checked from the header)")
     limits.add_argument(
-        "--max-pixels", type=float, metavar="MP", help="refuse headers over this (default 300)"
+        "--max-pixels",
+        type=positive_float,
+        metavar="MP",
+        help="refuse headers over this (default 300)",
     )
     limits.add_argument(
         "--max-decoded-pixels",
-        type=float,
+        type=positive_float,
         metavar="MP",
         help="refuse what would decode to more (default 100)",
     )
-    limits.add_argument("--max-frames", type=int, help="refuse longer animations (default 1000)")
-    limits.add_argument("--max-file-mb", type=float, help="refuse larger files (default 256)")
+    limits.add_argument(
+        "--max-frames",
+        type=positive_int,
+        metavar="N",
+        help="refuse longer animations (default 1000)",
+    )
+    limits.add_argument(
+        "--max-file-mb", type=positive_float, metavar="MB", help="refuse larger files (default 256)"
+    )
     limits.add_argument(
         "--accept-truncated", action="store_true", help="make derivatives of files that end early"
     )
@@ -122,7 +180,9 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
         default="srgb",
         help="convert ICC profiles to sRGB (default) or keep them",
     )
-    parser.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    parser.add_argument(
+        "--workers", type=positive_int, metavar="N", help="local worker processes (default: cores)"
+    )
     parser.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://host:8786")
     tls = parser.add_argument_group("TLS, for a tls:// scheduler")
     tls.add_argument("--tls-ca-file", help="CA certificate that signed the cluster's")
@@ -140,7 +200,7 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--redis-ttl",
-        type=float,
+        type=positive_float,
         default=DEFAULT_TTL_S,
         metavar="SECONDS",
         help="keep a finished batch's progress this long (default: 7 days)",
@@ -148,7 +208,12 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", metavar="FILE.html", help="save a Dask performance report of the batch"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress_options(parser)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object on stdout (progress stays on stderr)",
+    )
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -157,7 +222,7 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="thumbflow",
         description="Turn batches of images into web derivatives on a Dask cluster.",
     )
@@ -167,13 +232,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="process images into derivatives")
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders, globs or URLs")
-    run.add_argument("-o", "--output", required=True, help="output folder or URL")
+    run.add_argument(
+        "-o", "--output", type=output_location, required=True, help="output folder or URL"
+    )
     _add_batch_options(run)
 
     demo = commands.add_parser("demo", help="make sample photos (unless --images) and process them")
-    demo.add_argument("-o", "--output", default="thumbflow-demo", help="default: ./thumbflow-demo")
+    demo.add_argument(
+        "-o",
+        "--output",
+        type=output_location,
+        default="thumbflow-demo",
+        help="default: ./thumbflow-demo",
+    )
     demo.add_argument("--images", help="process this folder instead of generated samples")
-    demo.add_argument("--count", type=int, default=12, help="how many sample photos to make")
+    demo.add_argument(
+        "--count", type=positive_int, default=12, metavar="N", help="how many sample photos to make"
+    )
     _add_batch_options(demo)
 
     status = commands.add_parser("status", help="a batch's counts, from the progress store")
@@ -183,10 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch = commands.add_parser("watch", help="follow a running batch with a progress bar")
     watch.add_argument("batch_id")
+    _add_progress_options(watch)
     _add_redis_option(watch)
 
     listing = commands.add_parser("list", help="recent batches in the progress store")
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--limit", type=positive_int, default=20, metavar="N")
+    listing.add_argument("--json", action="store_true", help="a JSON array of batches")
     _add_redis_option(listing)
 
     cancel = commands.add_parser("cancel", help="cancel a batch running anywhere")
@@ -197,10 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from(args: argparse.Namespace) -> PipelineConfig:
-    sizes = tuple(Size.parse(text) for text in args.sizes) if args.sizes else DEFAULT_SIZES
-    encodings = (
-        tuple(Encoding.parse(text) for text in args.formats) if args.formats else DEFAULT_ENCODINGS
-    )
+    """The batch's config from parsed options (``--size``/``--format`` arrive parsed, and every
+    number checked: see ``cli_args``)."""
+    sizes = tuple(args.sizes) if args.sizes else DEFAULT_SIZES
+    encodings = tuple(args.formats) if args.formats else DEFAULT_ENCODINGS
     encodings = tuple(
         Encoding(
             format=e.format,
@@ -220,14 +297,17 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
         accept_truncated=args.accept_truncated,
         allow_formats=tuple(args.allow_formats),
     )
-    if args.max_pixels:
-        config = replace(config, max_pixels=int(args.max_pixels * 1_000_000))
-    if args.max_decoded_pixels:
-        config = replace(config, max_decoded_pixels=int(args.max_decoded_pixels * 1_000_000))
-    if args.max_frames:
+    # None is "not given" (the config's default). A value given was checked to be positive
+    # while parsing; one too small for a whole pixel or byte still counts as 1, never as 0.
+    if args.max_pixels is not None:
+        config = replace(config, max_pixels=max(1, int(args.max_pixels * 1_000_000)))
+    if args.max_decoded_pixels is not None:
+        pixels = max(1, int(args.max_decoded_pixels * 1_000_000))
+        config = replace(config, max_decoded_pixels=pixels)
+    if args.max_frames is not None:
         config = replace(config, max_frames=args.max_frames)
-    if args.max_file_mb:
-        config = replace(config, max_file_bytes=int(args.max_file_mb * 1024 * 1024))
+    if args.max_file_mb is not None:
+        config = replace(config, max_file_bytes=max(1, int(args.max_file_mb * 1024 * 1024)))
     return config
 
 
@@ -239,30 +319,18 @@ def _status_line(status: BatchStatus) -> str:
     )
 
 
-def _progress_bar(total: int, batch_id: str, show: bool) -> tqdm[Any]:
-    return tqdm(
-        total=total, unit="img", disable=not show, dynamic_ncols=True, desc=f"batch {batch_id}"
-    )
-
-
-def _show(bar: tqdm[Any], status: BatchStatus) -> None:
-    bar.n = status.total - status.pending
-    bar.set_postfix(
-        ok=status.ok, dup=status.duplicate, failed=status.failed, cancelled=status.cancelled,
-        refresh=False,
-    )  # fmt: skip
-    bar.refresh()
-
-
-def _follow(handle: api.BatchHandle, show_progress: bool) -> BatchReport:
-    """Wait for the batch with a progress bar."""
-    with _progress_bar(handle.status().total, handle.batch_id, show_progress) as bar:
+def _follow(handle: api.BatchHandle, mode: ProgressMode | None) -> BatchReport:
+    """Wait for the batch, showing its progress on stderr."""
+    view = progress_view(mode, handle.batch_id, handle.status().total)
+    try:
         while True:
             status = handle.status()
-            _show(bar, status)
+            view.show(status)
             if status.finished:
                 break
             time.sleep(0.2)
+    finally:
+        view.close()
     return handle.result()
 
 
@@ -272,10 +340,12 @@ def _plural(count: int, one: str, many: str) -> str:
 
 def _summary(report: BatchReport) -> str:
     status: BatchStatus = report.status
+    rate = rate_text(status)  # none when nothing was processed: a rerun that reused everything
+    reused = f" ({status.reused} reused)" if status.reused else ""
     lines = [
-        f"thumbflow: {status.total} inputs in {status.elapsed_s:.1f} s "
-        f"({status.images_per_s:.1f} images/s), batch {status.batch_id} {status.state}",
-        f"  ok {status.ok} · duplicate {status.duplicate} · failed {status.failed}"
+        f"thumbflow: {status.total} inputs in {status.elapsed_s:.1f} s"
+        f"{f' ({rate})' if rate else ''}, batch {status.batch_id} {status.state}",
+        f"  ok {status.ok}{reused} · duplicate {status.duplicate} · failed {status.failed}"
         f" · cancelled {status.cancelled}",
     ]
     if report.failures_by_code:
@@ -293,6 +363,15 @@ def _summary(report: BatchReport) -> str:
     lines.append(f"  derivatives: {redact_location(report.output)}")
     lines.append(f"  manifest:    {redact_location(report.manifest)}")
     return "\n".join(lines)
+
+
+def _hints(report: BatchReport, args: argparse.Namespace) -> list[str]:
+    """What the user could do about the failures, in the CLI's words (the failure messages
+    come from the workers, which do not know whether a CLI or a program asked)."""
+    hints = []
+    if report.failures_by_code.get("truncated") and not args.accept_truncated:
+        hints.append("  truncated: --accept-truncated makes derivatives of the part that is there")
+    return hints
 
 
 def _security(args: argparse.Namespace) -> Security | None:
@@ -313,17 +392,36 @@ def _run_batch(args: argparse.Namespace, inputs: Sequence[str]) -> int:
     handle: api.BatchHandle | None = None
     try:
         with stop_signals_raise():
+            _check_options_together(args)
             handle = _submit(args, inputs)
             if args.detached:
-                print(handle.batch_id)
+                if args.json:
+                    print(cli_json.dumps(cli_json.from_store(_store(args).batch(handle.batch_id))))
+                else:
+                    print(handle.batch_id)
                 print(f"thumbflow: running on the cluster; `thumbflow watch {handle.batch_id}` "
                       "follows it, `thumbflow cancel` stops it", file=sys.stderr)  # fmt: skip
                 return EXIT_OK
-            report = _follow(handle, show_progress=not args.no_progress)
+            report = _follow(handle, args.progress)
     except Interrupted as stop:
         return _cancel_after(stop, handle)
-    print(_summary(report))
+    if args.json:
+        print(cli_json.dumps(cli_json.from_report(report)))
+    else:
+        print("\n".join([_summary(report), *_hints(report, args)]))
     return _exit_code(report.status, strict=args.strict)
+
+
+def _check_options_together(args: argparse.Namespace) -> None:
+    """Options that need another one, refused before any cluster starts."""
+    if args.detached and not args.scheduler:
+        raise ConfigError(
+            "--detached needs --scheduler: the batch's driver runs on a cluster that outlives "
+            "this command"
+        )
+    for option, given in (("--detached", args.detached), ("--require-redis", args.require_redis)):
+        if given and not args.redis:
+            raise ConfigError(f"{option} needs --redis URL (or ${api.REDIS_URL_VARIABLE})")
 
 
 def _submit(args: argparse.Namespace, inputs: Sequence[str]) -> api.BatchHandle:
@@ -399,17 +497,22 @@ def _store(args: argparse.Namespace) -> RedisStore:
 
 def _status(args: argparse.Namespace) -> int:
     stored = _store(args).batch(args.batch_id)
-    status = stored.status()
+    shape = cli_json.from_store(stored)
     if args.json:
-        print(json.dumps({**stored.fields, **status.to_json(), "stale": stored.stale}))
-    else:
-        print(_status_line(status))
-        if stored.stale:
-            print(f"  no heartbeat for over {DRIVER_GONE_AFTER_S:.0f} s: its driver is gone")
-        if manifest := stored.fields.get("manifest"):
-            print(f"  manifest: {redact_location(manifest)}")
-        if failures := json.loads(stored.fields.get("failures_by_code") or "{}"):
-            print("  failures by code: " + ", ".join(f"{c} {n}" for c, n in failures.items()))
+        print(cli_json.dumps(shape))
+        return EXIT_OK
+    status = stored.status()
+    print(_status_line(status))  # the line `watch` ends with
+    if rate := rate_text(status):
+        print(f"  {rate} over {status.elapsed_s:.1f} s")
+    if status.reused:
+        print(f"  reused {status.reused} (derivatives made by an earlier run)")
+    if stored.stale:
+        print(f"  no heartbeat for over {DRIVER_GONE_AFTER_S:.0f} s: its driver is gone")
+    if shape["manifest"]:
+        print(f"  manifest: {shape['manifest']}")
+    if failures := shape["failures_by_code"]:
+        print("  failures by code: " + ", ".join(f"{c} {n}" for c, n in failures.items()))
     return EXIT_OK
 
 
@@ -420,15 +523,18 @@ def _watch(args: argparse.Namespace) -> int:
     store = _store(args)
     stored = store.batch(args.batch_id)
     status = stored.status()
-    with _progress_bar(status.total, args.batch_id, show=True) as bar:
-        _show(bar, status)
+    view = progress_view(args.progress, args.batch_id, status.total)
+    try:
+        view.show(status)
         if not status.finished and not stored.stale:
             for _ in store.follow(args.batch_id):
                 stored = store.batch(args.batch_id)
                 status = stored.status()
-                _show(bar, status)
+                view.show(status)
                 if status.finished or stored.stale:
                     break
+    finally:
+        view.close()
     print(_status_line(status))
     return _driver_gone(args.batch_id) if stored.stale else EXIT_OK
 
@@ -444,11 +550,16 @@ def _driver_gone(batch_id: str) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    batches = api.list_batches(redis_url=args.redis, limit=args.limit)
+    batches = _store(args).recent(args.limit)
+    if args.json:
+        print(cli_json.dumps([cli_json.from_store(stored) for stored in batches]))
+        return EXIT_OK
     if not batches:
         print("no batches in the progress store")
-    for status in batches:
-        print(f"{_status_line(status)} · {status.images_per_s:.1f} images/s")
+    for stored in batches:
+        status = stored.status()
+        rate = rate_text(status)
+        print(_status_line(status) + (f" · {rate}" if rate else ""))
     return EXIT_OK
 
 
@@ -497,12 +608,19 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error argparse has printed
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return int(COMMANDS[args.command](args))
+        code = int(COMMANDS[args.command](args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit where it cannot be caught
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except ConfigError as error:
         print(f"thumbflow: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -520,6 +638,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+
+
+def _reader_went_away() -> int:
+    """stdout was a pipe whose reader stopped reading (``thumbflow list | head -1``): end quietly,
+    as a command killed by SIGPIPE would. Python flushes stdout again at exit, and that would
+    fail too, so stdout is pointed at devnull first (the recipe in Python's ``signal`` docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

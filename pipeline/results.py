@@ -91,10 +91,15 @@ class StepTiming:
     def to_json(self) -> dict[str, float]:
         return {name: round(value, 3) for name, value in asdict(self).items()}
 
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> StepTiming:
+        return _from_fields(cls, row)
+
 
 @dataclass(frozen=True)
 class BatchStatus:
-    """Counts so far; ``pending`` is what no count holds yet."""
+    """Counts so far; ``pending`` is what no count holds yet. ``reused`` is the part of ``ok``
+    whose derivatives an earlier run had made: nothing was decoded for them."""
 
     batch_id: str
     state: BatchState
@@ -104,6 +109,7 @@ class BatchStatus:
     failed: int
     cancelled: int
     elapsed_s: float
+    reused: int = 0
 
     def __post_init__(self) -> None:
         if self.state not in get_args(BatchState):
@@ -118,9 +124,15 @@ class BatchStatus:
         return self.state in FINAL_STATES
 
     @property
+    def processed(self) -> int:
+        """Inputs this batch decoded, or tried to: not reused, not duplicates, not cancelled.
+        The rate counts only these, so a rerun that reused everything reports no rate, rather
+        than the speed of checking that the derivatives are there."""
+        return self.ok - self.reused + self.failed
+
+    @property
     def images_per_s(self) -> float:
-        handled = self.ok + self.duplicate + self.failed
-        return handled / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> BatchStatus:

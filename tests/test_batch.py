@@ -116,6 +116,9 @@ def test_rerun_reuses_finished_images(
             assert rerun[row["source"]]["outputs"] == row["outputs"]
             assert "decode" not in rerun[row["source"]]["timings_ms"]
     assert {p: p.stat().st_mtime_ns for p in output.rglob("*.webp")} == stamps
+    # the report counts them, and its rate leaves them out (only the failures were redone)
+    assert report.status.reused == report.status.ok == 8
+    assert report.status.processed == report.status.failed == 2
 
 
 def test_rerun_with_other_settings_redoes_the_work(

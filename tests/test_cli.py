@@ -29,7 +29,7 @@ def test_run_processes_a_folder_and_prints_a_summary(samples: SampleSet, tmp_pat
     assert "failures by code: not_an_image 1, truncated 1" in done.stdout
     manifest = next(line for line in done.stdout.splitlines() if "manifest:" in line).split()[-1]
     assert len(read_rows(manifest)) == 11
-    assert "img" in done.stderr  # the progress bar
+    assert "11/11" in done.stderr  # the progress, as plain lines: stderr is not a terminal
     assert leftover_temporaries(tmp_path) == []
 
 

@@ -101,7 +101,7 @@ def test_status_watch_and_list_from_other_processes(
     assert status.returncode == 0
     assert status.stdout.splitlines()[0] == final_line
     assert "done: ok 40" in final_line
-    assert "img" in err  # the live bar
+    assert "done: 40/40" in err  # the live progress (plain lines: stderr is a pipe)
     listed = thumbflow("list", "--redis", redis_url)
     assert handle.batch_id in listed.stdout
     as_json = json.loads(

@@ -42,6 +42,7 @@ class Ledger:
         self._timings = TimingCollector()
         self._failure_codes: Counter[str] = Counter()
         self._counts: Counter[Tally] = Counter()
+        self._reused = 0  # of the ok ones
         self._duplicates_of_failed = 0
         self._with_warnings = 0
         self._lock = threading.Lock()
@@ -60,6 +61,7 @@ class Ledger:
                     continue
                 tally = counted_as(result.status)
                 self._counts[tally] += 1
+                self._reused += result.reused
                 if tally == "failed" and result.failure is not None:
                     self._failure_codes[result.failure.code] += 1
                 self._duplicates_of_failed += result.status == "duplicate_of_failed"
@@ -103,9 +105,11 @@ class Ledger:
         with self._lock:
             self._manifest.close()
 
-    def counts(self) -> dict[Tally, int]:
+    def counts(self) -> dict[str, int]:
+        """Inputs by tally, and how many of the ok ones were reused (read together)."""
         with self._lock:
-            return {tally: self._counts[tally] for tally in get_args(Tally)}
+            counts = {str(tally): self._counts[tally] for tally in get_args(Tally)}
+            return {**counts, "reused": self._reused}
 
     def duplicates_of_failed(self) -> int:
         with self._lock:

@@ -297,6 +297,7 @@ def summary_fields(report_json: dict[str, Any]) -> dict[str, Any]:
     return {
         "finished_at": time.time(),
         "images_per_s": report_json.get("images_per_s", 0),
+        "reused": report_json.get("reused", 0),
         "manifest": report_json.get("manifest", ""),
         "failures_by_code": json.dumps(report_json.get("failures_by_code", {})),
         "timings": json.dumps(report_json.get("timings", {})),

@@ -8,7 +8,7 @@ Key schema (``{id}`` is the batch id; every value is a string or JSON, never a p
                                        created_at, started_at, finished_at (unix seconds),
                                        heartbeat_at, images_per_s, output, manifest,
                                        cancel_requested, failures_by_code (JSON),
-                                       timings (JSON), error
+                                       timings (JSON), reused (written when it ends), error
     thumbflow:batch:{id}:images        hash: input index → {"status", "source", "code"} (JSON)
     thumbflow:batch:{id}:events        stream (capped): one entry per image outcome
                                        {index, status, code} and per state change {state}
@@ -166,7 +166,7 @@ class StoredBatch:
             "batch_id": self.batch_id,
             "state": self.state,
             "elapsed_s": self.elapsed_s,
-            **{name: self.count(name) for name in ("total", *COUNTERS)},
+            **{name: self.count(name) for name in ("total", *COUNTERS, "reused")},
         }
         try:
             return BatchStatus.from_json(row)

@@ -47,7 +47,9 @@ def _decode_failure(source: str, error: BaseException, config: PipelineConfig) -
     text = str(error) or type(error).__name__
     if not is_truncation(error):
         return Failure("resize", "decode_error", f"{source}: cannot decode ({text})")
-    hint = "" if config.accept_truncated else "; accept_truncated would use the part that is there"
+    # In words that fit both callers (the CLI's --accept-truncated, the API's accept_truncated=):
+    # the CLI's summary names its own flag.
+    hint = "" if config.accept_truncated else "; accepting truncated files would use what is there"
     return Failure("resize", "truncated", f"{source}: the file ends early ({text}){hint}")
 
 
