@@ -194,8 +194,11 @@ class _Expansion:
             matches = list(self.glob_local(path))
             if not matches:
                 raise InputError(f"no files match {item!r}")
-            for match in matches:
-                yield from self.expand(match)
+            for match in matches:  # not globbed again: a name may hold "*" or "[" itself
+                if os.path.isdir(match):
+                    yield from self.walk(os.path.abspath(match))
+                elif not self.output.holds_local(match):
+                    yield InputFile(os.path.abspath(match), _size(match))
         else:
             raise InputError(f"input {item!r} does not exist")
 
@@ -239,6 +242,13 @@ class _Expansion:
             ):
                 continue
             yield InputFile(f"{protocol}://{name}", int(found[name].get("size") or 0))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # a dangling link, unreadable: the hash step will say why
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -190,6 +190,14 @@ def test_a_symbolic_link_loop_is_skipped_with_one_warning(looped, form):
     assert f"skipped {looped}/sub/back: a symbolic link loop" in loops[0]
 
 
+def test_a_glob_match_whose_own_name_is_a_pattern_is_not_globbed_again(tmp_path):
+    """A dangling link named ``x*`` matches ``x*`` and nothing else exists to read: it is
+    listed (its hash step then says it is unreadable), not expanded over and over."""
+    (tmp_path / "x*").symlink_to(tmp_path / "gone")
+    (found,) = expand_inputs([f"{tmp_path}/x*"])
+    assert (found.source, found.size_bytes) == (f"{tmp_path}/x*", 0)
+
+
 # --- protocols that are not installed, an output that is a file -------------------------------
 
 
