@@ -54,6 +54,8 @@ def filesystem_for(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         filesystem, path = fsspec.core.url_to_fs(url)
     except ImportError as error:
         raise UnsupportedURL(_missing_package(url, error)) from None
+    except ValueError as error:  # fsspec's words for a protocol it cannot parse out
+        raise UnsupportedURL(f"{redact_location(url)}: {error}") from None
     return filesystem, str(path)
 
 
@@ -77,6 +79,10 @@ def _missing_package(url: str, error: ImportError) -> str:
             advice = f"pip install 'thumbflow[{EXTRAS[protocol]}]'"
         else:
             advice = str(known_implementations.get(protocol, {}).get("err") or error)
-        needs = f"needs {module}, which is not installed" if module != "fsspec" else "is missing"
-        return f"{redact_location(url)}: {protocol}:// {needs}; {advice} (on every worker too)"
+        if module == "fsspec":  # fsspec's own implementation, missing a package it imports
+            return f"{redact_location(url)}: {protocol}:// cannot be used here: {advice}"
+        return (
+            f"{redact_location(url)}: {protocol}:// needs {module}, which is not installed; "
+            f"{advice} (on every worker too)"
+        )
     return f"{redact_location(url)}: {error}"
