@@ -221,6 +221,7 @@ def missing(module: str) -> bool:
             id="gcs",
         ),
         pytest.param("nosuch://bucket/photos", "unknown protocol nosuch://", id="unknown"),
+        pytest.param("MEMORY://bucket/photos", "Protocol not known: MEMORY", id="upper-case"),
     ],
 )
 def test_a_url_this_installation_cannot_use_is_a_typed_error_naming_what_to_install(
@@ -233,9 +234,9 @@ def test_a_url_this_installation_cannot_use_is_a_typed_error_naming_what_to_inst
         assert advice in str(refused.value)
         assert "\n" not in str(refused.value)
     # through the API: refused before any cluster starts, for an output and an input alike
-    with pytest.raises(UnsupportedURL, match=r"not installed|unknown protocol"):
+    with pytest.raises(UnsupportedURL, match=r"not installed|unknown protocol|not known"):
         pipeline.submit([str(tmp_path)], url)
-    with pytest.raises(UnsupportedURL, match=r"not installed|unknown protocol"):
+    with pytest.raises(UnsupportedURL, match=r"not installed|unknown protocol|not known"):
         pipeline.submit([url], str(tmp_path / "out"))
 
 
