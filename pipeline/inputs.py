@@ -300,6 +300,11 @@ def local_root(name: str) -> str | None:
     return path
 
 
+def local_roots(names: Iterable[str]) -> list[str]:
+    """``local_root`` of each local name, URLs left out: what the preflight checks."""
+    return [root for root in map(local_root, names) if root is not None]
+
+
 def expand_inputs(
     items: Iterable[str | os.PathLike[str]], output_root: str | os.PathLike[str] | None = None
 ) -> list[InputFile]:

@@ -18,8 +18,7 @@ from distributed import Client
 
 from pipeline._version import __version__
 from pipeline.errors import ClusterError
-from pipeline.inputs import local_root
-from pipeline.locations import local_path
+from pipeline.stages.sources import is_url
 
 _VERSION_PROBE = "__import__('pipeline._version', fromlist=['__version__']).__version__"
 
@@ -53,16 +52,15 @@ def check_versions(client: Client) -> None:
 def check_paths_visible(client: Client, paths: Iterable[str], writable: str) -> None:
     """Local input paths must exist on every worker, and the output folder be writable there;
     URLs are the storage's business and are not checked."""
-    local = [root for root in map(local_root, paths) if root is not None]  # file://, globs
+    local = [path for path in paths if not is_url(path)]
     problems: list[str] = []
     for path in local:
         seen = client.run(os.path.exists, os.path.abspath(path), on_error="return")
         missing = sorted(worker for worker, found in seen.items() if found is not True)
         if missing:
             problems.append(f"{path} is not visible on {', '.join(missing)}")
-    writable_path = local_path(writable)
-    if writable_path is not None:
-        target = os.path.abspath(writable_path)
+    if not is_url(writable):
+        target = os.path.abspath(writable)
         allowed = client.run(os.access, target, os.W_OK, on_error="return")
         denied = sorted(worker for worker, ok in allowed.items() if ok is not True)
         if denied:
