@@ -16,10 +16,12 @@ from pipeline.errors import (
     ConfigError,
     Failure,
     InputError,
+    InputWarning,
     OutputError,
     ProgressStoreUnavailable,
     ProgressStoreWarning,
     ThumbflowError,
+    UnsupportedURL,
 )
 from pipeline.results import BatchReport, BatchStatus
 
@@ -33,12 +35,14 @@ __all__ = [
     "Encoding",
     "Failure",
     "InputError",
+    "InputWarning",
     "OutputError",
     "PipelineConfig",
     "ProgressStoreUnavailable",
     "ProgressStoreWarning",
     "Size",
     "ThumbflowError",
+    "UnsupportedURL",
     "__version__",
     "cancel",
     "list_batches",

@@ -25,7 +25,7 @@ from pipeline.errors import (
     ProgressStoreUnavailable,
     ProgressStoreWarning,
 )
-from pipeline.inputs import InputFile, expand_inputs
+from pipeline.inputs import InputFile, expand_inputs, local_roots
 from pipeline.preflight import check_paths_visible, check_versions
 from pipeline.progress.publisher import DEFAULT_TTL_S, RedisProgress
 from pipeline.progress.store import RedisStore
@@ -161,7 +161,8 @@ def submit(
         _require_workers(connection)
         if connection.cluster is None:  # a cluster we did not start: check before touching it
             check_versions(connection.client)
-            check_paths_visible(connection.client, named, writable=root.url)
+            # file:// names as paths, globs by their folder: what must exist on every worker
+            check_paths_visible(connection.client, local_roots(named), writable=root.url)
         if detached:
             assert store is not None
             return _submit_detached(batch_id, files, config, root, connection, store, redis_ttl_s)

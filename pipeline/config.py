@@ -177,7 +177,7 @@ DEFAULT_ENCODINGS = (Encoding(format="jpeg", quality=85), Encoding(format="webp"
 # Bump when thumbflow changes how pixels or encoded bytes come out of equal settings (another
 # resampling filter, colour conversion or cascade): every output then gets a new name, and
 # nothing made before is taken for what the new code would make.
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: cover keeps the box's shape for small sources, pad pads alpha clear
 # Hex digits of the output fingerprint in a file name: 48 bits. Even a thousand settings used
 # on one output root give two of them the same file name with odds below 1 in 500 million.
 OUTPUT_NAME_HEX = 12

@@ -5,6 +5,7 @@ Infrastructure and usage problems are exceptions; they stop a batch before (or w
 
     ThumbflowError
     ├── ConfigError          a setting is out of range or malformed (also a ValueError)
+    │   └── UnsupportedURL   a URL's protocol is unknown, or the package for it is not installed
     ├── InputError           an input path does not exist or holds no files
     ├── OutputError          the output root cannot be created or written
     ├── ClusterError         the scheduler cannot be reached or the cluster cannot run thumbflow
@@ -13,6 +14,7 @@ Infrastructure and usage problems are exceptions; they stop a batch before (or w
 
     ProgressStoreWarning     (a warning, not an error) Redis is unreachable at submit; the batch
                              runs, and its progress is written if Redis comes back
+    InputWarning             (a warning) part of the inputs was skipped: a symbolic link loop
 
 A problem with one image is a ``Failure`` *value*: it travels through the graph like a result, is
 written to the manifest, and never stops the rest of the batch. Its ``code`` is stable and meant
@@ -33,6 +35,12 @@ class ConfigError(ThumbflowError, ValueError):
     """A setting is out of range or malformed."""
 
 
+class UnsupportedURL(ConfigError):
+    """An input or output URL whose protocol this installation cannot use: fsspec does not know
+    it, or the package that implements it is not installed (the message names what to install).
+    """
+
+
 class InputError(ThumbflowError):
     """An input path does not exist, cannot be listed, or holds no files."""
 
@@ -51,6 +59,10 @@ class ProgressStoreUnavailable(ThumbflowError):
 
 class BatchNotFound(ThumbflowError):
     """No batch with that id in this process or the progress store."""
+
+
+class InputWarning(UserWarning):
+    """Something in the inputs was left out and the batch goes on (a symbolic link loop)."""
 
 
 class ProgressStoreWarning(UserWarning):

@@ -36,8 +36,8 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import OutputError
+from pipeline.locations import filesystem_for, local_path
 from pipeline.results import OutputFile
-from pipeline.stages.sources import is_url
 
 RECORD_PREFIX = "record-"
 
@@ -137,9 +137,11 @@ class OutputRoot:
 
     def __init__(self, url: str) -> None:
         # A relative local path would mean another folder to a worker started elsewhere.
-        url = url if is_url(url) else os.path.abspath(url.removeprefix("file://"))
+        local = local_path(url)
+        url = url if local is None else os.path.abspath(local)
         self.url = url.rstrip("/") or "/"
-        filesystem, path = fsspec.core.url_to_fs(self.url)
+        # A protocol this installation cannot use: ``UnsupportedURL``, naming what to install.
+        filesystem, path = filesystem_for(self.url)
         self._fs: fsspec.AbstractFileSystem = filesystem
         self._path: str = path
         self._local = isinstance(filesystem, LocalFileSystem)
@@ -161,6 +163,9 @@ class OutputRoot:
 
     def check_writable(self) -> None:
         """Create the root and prove a file can be written there, or raise ``OutputError``."""
+        if self._local and os.path.isfile(self._path):
+            # In the CLI's words too (``-o`` is checked before a cluster starts).
+            raise OutputError(f"output {self.url!r} is a file, not a folder")
         probe = f".thumbflow-probe-{uuid.uuid4().hex}"
         try:
             self._fs.makedirs(self._path, exist_ok=True)

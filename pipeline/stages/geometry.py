@@ -2,7 +2,9 @@
 Runs on the workers (through ``pipeline.worker.tasks``); knows no Dask, callable anywhere.
 
 All functions work in the image's displayed orientation (after EXIF rotation) and never upscale:
-a source smaller than the box keeps its own size (``pad`` still delivers the exact box).
+a source smaller than the box keeps its own size, and each mode keeps its promise about shape
+within that: ``fit`` the source's aspect ratio, ``cover`` the box's (a small source is cropped
+to the box's shape, so an avatar is square whatever was uploaded), ``pad`` the exact box.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def cover_box(width: int, height: int, box_width: int, box_height: int) -> tuple
 
 
 def centred_crop(width: int, height: int, box_width: int, box_height: int) -> Box:
-    crop_width, crop_height = min(width, box_width), min(height, box_height)
+    """The middle of a ``width`` x ``height`` image in the box's shape: the box itself when the
+    image covers it, else the largest region of the box's aspect ratio that the image holds."""
+    crop_width, crop_height = fit_within(box_width, box_height, width, height)
     left, top = (width - crop_width) // 2, (height - crop_height) // 2
     return left, top, left + crop_width, top + crop_height
 

@@ -117,7 +117,9 @@ def _shape(scaled: Image.Image, plan: Plan, background: tuple[int, int, int]) ->
     if plan.crop is not None:
         return scaled.crop(plan.crop)
     if plan.canvas is not None:
-        fill = (*background, 255) if scaled.mode in ("RGBA", "LA") else background
+        # A picture with alpha is padded with transparency: WebP and AVIF keep it, and the
+        # JPEG flattens it onto the background like the picture's own transparent pixels.
+        fill = (*background, 0) if scaled.mode in ("RGBA", "LA") else background
         canvas_mode = "RGBA" if scaled.mode in ("RGBA", "LA") else "RGB"
         canvas = Image.new(canvas_mode, plan.canvas, fill)
         left = (plan.canvas[0] - scaled.width) // 2

@@ -71,8 +71,10 @@ def test_cover_box_gives_the_smallest_size_covering_the_box(source, box, expecte
         pytest.param((150, 200), (150, 150), (0, 25, 150, 175), id="trims-top-and-bottom"),
         pytest.param((201, 150), (150, 150), (25, 0, 175, 150), id="odd-overflow-rounds-left"),
         pytest.param((150, 150), (150, 150), (0, 0, 150, 150), id="exact-fit-keeps-all"),
-        pytest.param((100, 80), (150, 150), (0, 0, 100, 80), id="smaller-than-box-keeps-all"),
-        pytest.param((12000, 3), (150, 150), (5925, 0, 6075, 3), id="wide-strip-centre"),
+        pytest.param((100, 80), (150, 150), (10, 0, 90, 80), id="smaller-than-box-box-shaped"),
+        pytest.param((400, 100), (150, 150), (150, 0, 250, 100), id="one-side-short-box-shaped"),
+        pytest.param((90, 200), (300, 100), (0, 85, 90, 115), id="small-portrait-into-banner"),
+        pytest.param((12000, 3), (150, 150), (5998, 0, 6001, 3), id="wide-strip-centre-square"),
     ],
 )
 def test_centred_crop_cuts_the_overflow_evenly(scaled, box, expected):
@@ -106,9 +108,9 @@ def test_centred_crop_cuts_the_overflow_evenly(scaled, box, expected):
         pytest.param(
             (100, 80),
             Size(name="square", width=150, height=150, mode="cover"),
-            Plan(scaled=(100, 80), crop=(0, 0, 100, 80)),
-            (100, 80),
-            id="cover-small-source-not-upscaled",
+            Plan(scaled=(100, 80), crop=(10, 0, 90, 80)),
+            (80, 80),
+            id="cover-small-source-not-upscaled-but-box-shaped",
         ),
         pytest.param(
             (3000, 2000),
@@ -190,7 +192,15 @@ def test_cover_plan_crops_inside_the_scaled_image_and_outputs_at_most_the_box(
     assert scaled_width >= min(box_width, width)
     assert scaled_height >= min(box_height, height)
     assert keeps_ratio_within_a_pixel(plan.scaled, (width, height))
-    assert plan.output_size == (min(box_width, scaled_width), min(box_height, scaled_height))
+    output_width, output_height = plan.output_size
+    assert output_width <= min(box_width, scaled_width)
+    assert output_height <= min(box_height, scaled_height)
+    # the box's shape: the box itself, or (small source) the box's ratio within a pixel
+    assert keeps_ratio_within_a_pixel(plan.output_size, (box_width, box_height))
+    # as large as allowed: the box, or one whole side of the source
+    assert plan.output_size == (box_width, box_height) or (
+        output_width == scaled_width or output_height == scaled_height
+    )
     assert plan.crop is not None
     left, top, right, bottom = plan.crop
     assert 0 <= left < right <= scaled_width

@@ -4,20 +4,23 @@ is a typed failure."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 from PIL import Image, PngImagePlugin
 
-from pipeline.config import PipelineConfig, Size
+from pipeline.config import Encoding, PipelineConfig, Size
 from pipeline.errors import ImageError
 from pipeline.samples import photo_like
+from pipeline.stages.encode import encode
 from pipeline.stages.geometry import draft_request, plan_for
 from pipeline.stages.resize import decode, render_sizes
 from pipeline.stages.validate import read_header
 
 ORIENTATION_TAG = 0x0112
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
+GREEN = (0, 160, 0)
 T = Image.Transpose
 # How a camera stores the upright picture for each EXIF orientation (the inverse of what a
 # viewer applies to show it), from the EXIF 2.3 table: 6 = "0th row is the visual right side".
@@ -287,6 +290,94 @@ def test_pad_mode_outputs_exactly_the_box_with_background_around_the_picture(
         assert image.mode == expected_mode, size.name
         # none of these sources has the box's ratio, so the top-left corner is always padding
         assert image.convert("RGB").getpixel((0, 0)) == WHITE, size.name
+
+
+@pytest.mark.parametrize(
+    ("source_size", "box", "expected"),
+    [
+        pytest.param((100, 80), (150, 150), (80, 80), id="small-landscape-into-square"),
+        pytest.param((90, 200), (300, 100), (90, 30), id="small-portrait-into-banner"),
+        pytest.param((400, 100), (150, 150), (100, 100), id="one-side-shorter-than-the-box"),
+    ],
+)
+def test_cover_keeps_the_box_shape_for_a_source_smaller_than_the_box(
+    tmp_path, source_size, box, expected
+):
+    """Never upscaled, and still the box's aspect ratio: the middle of the source, cut to the
+    box's shape. The source's edges are red and blue bands, its middle green, so the pixels
+    show the cut is centred."""
+    width, height = source_size
+    source = Image.new("RGB", source_size, GREEN)
+    band = max(1, min(width, height) // 10)
+    source.paste(RED, (0, 0, width, band) if width < height else (0, 0, band, height))
+    band_box = (
+        (0, height - band, width, height) if width < height else (width - band, 0, width, height)
+    )
+    source.paste(BLUE, band_box)
+    path = tmp_path / "small.png"
+    source.save(path)
+    size = Size(name="avatar", width=box[0], height=box[1], mode="cover")
+    image = render(path, PipelineConfig(sizes=(size,)))["avatar"]
+    assert image.size == expected
+    for corner in ((0, 0), (image.width - 1, image.height - 1)):
+        assert is_close(image.getpixel(corner), GREEN, tolerance=8), corner
+
+
+def picture_with_alpha(path: Path) -> Path:
+    """A 400x200 opaque red picture stored with an alpha channel (a cut-out logo's shape)."""
+    Image.new("RGBA", (400, 200), (*RED, 255)).save(path)
+    return path
+
+
+def decoded(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.convert("RGBA")
+
+
+@pytest.mark.parametrize("format_name", ["webp", "avif"])
+def test_pad_pads_a_picture_with_alpha_transparently_where_the_format_keeps_alpha(
+    tmp_path, format_name
+):
+    path = picture_with_alpha(tmp_path / "logo.png")
+    size = Size(name="square", width=150, height=150, mode="pad")
+    config = PipelineConfig(sizes=(size,), background=(0, 0, 255))
+    image = render(path, config)["square"]
+    assert image.mode == "RGBA"
+    assert image.getpixel((0, 0))[3] == 0  # the padding: clear, not the background
+    output = decoded(encode(image, Encoding(format=format_name, quality=80), config.background))
+    assert output.size == (150, 150)
+    for padding in ((0, 0), (149, 149), (75, 10)):  # above and below the 150x75 picture
+        assert output.getpixel(padding)[3] <= 8, padding
+    centre = output.getpixel((75, 75))
+    assert centre[3] >= 247
+    assert is_close(centre[:3], RED)
+
+
+@pytest.mark.parametrize(
+    ("background", "expected"), [((255, 255, 255), WHITE), ((0, 0, 255), BLUE)]
+)
+def test_pad_of_a_picture_with_alpha_is_the_background_in_a_jpeg(tmp_path, background, expected):
+    path = picture_with_alpha(tmp_path / "logo.png")
+    size = Size(name="square", width=150, height=150, mode="pad")
+    config = PipelineConfig(sizes=(size,), background=background)
+    image = render(path, config)["square"]
+    output = decoded(encode(image, Encoding(format="jpeg", quality=90), config.background))
+    assert output.size == (150, 150)
+    for padding in ((0, 0), (149, 149), (75, 10)):
+        assert is_close(output.getpixel(padding), (*expected, 255), tolerance=8), padding
+    assert is_close(output.getpixel((75, 75)), (*RED, 255))
+
+
+def test_pad_of_an_opaque_picture_is_the_background_in_every_format(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (400, 200), RED).save(path)
+    size = Size(name="square", width=150, height=150, mode="pad")
+    config = PipelineConfig(sizes=(size,), background=(0, 0, 255))
+    image = render(path, config)["square"]
+    for format_name in ("jpeg", "webp", "avif"):
+        output = decoded(encode(image, Encoding(format=format_name, quality=90), BLUE))
+        assert is_close(output.getpixel((0, 0)), (*BLUE, 255), tolerance=12), format_name
 
 
 def test_jpeg_cut_to_a_third_passes_validate_but_fails_resize_as_truncated(tmp_path):
