@@ -42,6 +42,7 @@ class Ledger:
         self._timings = TimingCollector()
         self._failure_codes: Counter[str] = Counter()
         self._counts: Counter[Status] = Counter()
+        self._reused = 0  # ok images whose outputs an earlier run had made
         self._lock = threading.Lock()
 
     @property
@@ -57,6 +58,7 @@ class Ledger:
                 if not self._manifest.write(result):
                     continue
                 self._counts[result.status] += 1
+                self._reused += result.reused
                 if result.status == "failed" and result.failure is not None:
                     self._failure_codes[result.failure.code] += 1
                 self._timings.add(result.timings_ms)
@@ -101,6 +103,10 @@ class Ledger:
     def counts(self) -> dict[Status, int]:
         with self._lock:
             return {status: self._counts[status] for status in get_args(Status)}
+
+    def reused(self) -> int:
+        with self._lock:
+            return self._reused
 
     def failures_by_code(self) -> dict[str, int]:
         with self._lock:
