@@ -13,6 +13,7 @@ from typing import Any
 from distributed import Client
 
 import pipeline
+from pipeline.dashboard.board import HANDLER, KEEP_FINISHED, BatchBoard, BatchRecord
 from pipeline.samples import SampleSet
 from tests.helpers import wait_until
 
@@ -58,14 +59,14 @@ def board(client: Client) -> dict[str, dict[str, Any]]:
 
 
 def page_row(page: str, batch_id: str) -> dict[str, str]:
-    """One batch's row of the HTML page: its state and its numeric cells by column."""
+    """One batch's row of the HTML page: its ``data-state`` and its cells' text by column."""
     match = re.search(
         rf'<tr class="batch" data-batch="{batch_id}" data-state="(\w+)">(.*?)</tr>', page
     )
     assert match is not None, f"{batch_id} not on the page"
     headings = re.findall(r"<th[^>]*>([^<]+)</th>", page)
     cells = [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", match[2])]
-    return {"state": match[1], **dict(zip(headings, cells, strict=True))}
+    return {"data-state": match[1], **dict(zip(headings, cells, strict=True))}
 
 
 def test_the_batch_board_shows_whole_batches_from_every_client(
@@ -115,7 +116,7 @@ def test_the_batch_board_shows_whole_batches_from_every_client(
 
     page = fetch(cluster_client, "thumbflow/batches")
     row = page_row(page, second.status.batch_id)
-    assert row["state"] == "done"
+    assert (row["data-state"], row["state"]) == ("done", "done")
     assert row["done / total"] == f"{second.status.total} / {second.status.total}"
     assert (row["ok"], row["duplicate"], row["failed"]) == (str(second.status.ok), "1", "2")
     assert page_row(page, third.status.batch_id)["reused"] == str(third.status.ok)
@@ -132,3 +133,37 @@ def test_the_batch_board_shows_whole_batches_from_every_client(
     calling_code = text[text.index("Calling Code") :][:2000]
     assert f"thumbflow batch {second.status.batch_id}" in calling_code
     assert "contextlib" not in calling_code
+
+
+def send_record(client: Client, batch_id: str, state: str, driver: str) -> None:
+    """A record as a driver sends it, through the scheduler op drivers use."""
+    record = BatchRecord(
+        batch_id=batch_id, state=state, total=4, ok=1, duplicate=0, failed=1, cancelled=0,
+        reused=0, elapsed_s=2.0, images_per_s=1.0, output="/out/<b>", host="h", client=driver,
+    )  # fmt: skip
+    client.sync(getattr(client.scheduler, HANDLER), record=record)
+
+
+def test_the_board_marks_a_silent_driver_and_keeps_only_the_latest_finished(
+    cluster_client: Client,
+) -> None:
+    cluster_client.register_plugin(BatchBoard())
+    # a running batch whose driver's client is not connected (a notebook kernel that died)
+    send_record(cluster_client, "orphan-<i>", "running", driver="Client-gone")
+    send_record(cluster_client, "alive", "running", driver=str(cluster_client.id))
+    for number in range(KEEP_FINISHED + 5):
+        send_record(cluster_client, f"finished-{number}", "done", driver="Client-gone")
+
+    shown = board(cluster_client)
+    assert shown["orphan-<i>"]["driver_connected"] is False
+    assert shown["alive"]["driver_connected"] is True
+    finished = {batch_id for batch_id, row in shown.items() if row["state"] != "running"}
+    assert finished == {f"finished-{number}" for number in range(5, KEEP_FINISHED + 5)}
+
+    page = fetch(cluster_client, "thumbflow/batches")
+    orphan = page_row(page, "orphan-&lt;i&gt;")
+    assert (orphan["data-state"], orphan["state"]) == ("running", "running · driver disconnected")
+    assert page_row(page, "alive")["state"] == "running"
+    assert "<i>" not in page  # what drivers send is escaped
+    assert "/out/<b>" not in page
+    assert "/out/&lt;b&gt;" in page
