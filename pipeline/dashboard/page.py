@@ -75,7 +75,7 @@ def render_page(listed: list[tuple[BoardEntry, bool]], now: float) -> str:
             ("batch", True), ("state", True), ("progress", True), ("done / total", False),
             ("ok", False), ("duplicate", False), ("failed", False), ("cancelled", False),
             ("reused", False), ("images/s", False), ("elapsed", False),
-            ("last report", False), ("driver", True), ("output", True),
+            ("last report", False), ("host", True), ("output", True),
         ]
     )  # fmt: skip
     return (
