@@ -36,6 +36,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+import PIL
+from PIL import features
+
 from pipeline.errors import ConfigError
 
 ResizeMode = Literal["fit", "cover", "pad"]
@@ -101,6 +104,14 @@ class Encoding:
             raise ConfigError(f"webp method {self.webp_method}: must be 0..6")
         if not 0 <= self.avif_speed <= 10:
             raise ConfigError(f"avif speed {self.avif_speed}: must be 0..10")
+        if self.format == "avif" and not features.check("avif"):
+            # A Pillow wheel before 11.3, or one built from source without libavif, has no
+            # AVIF codec: say so now rather than fail every image's encode.
+            raise ConfigError(
+                f"format avif: this Pillow ({PIL.__version__}) was built without AVIF; "
+                "install pillow>=11.3 from PyPI (its wheels include libavif), or choose jpeg or "
+                "webp"
+            )
 
     @property
     def extension(self) -> str:

@@ -5,6 +5,8 @@ LocalCluster (with and without Redis), remote_cluster against real `dask schedul
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import re
 import subprocess
@@ -12,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import nbformat
 import psutil
@@ -23,6 +26,7 @@ from nbclient import NotebookClient
 import pipeline
 from pipeline.errors import ConfigError, InputError
 from pipeline.notebook import HtmlFragment, gallery, show_progress, timing_chart
+from pipeline.notebook.charts import CHAR_PX, FONT_PX
 from pipeline.progress.store import batch_key
 from pipeline.samples import SampleSet
 from tests.helpers import read_rows
@@ -32,6 +36,9 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CELL_TIMEOUT_S = 120
 NOTEBOOK_TIMEOUT_S = 240  # the overall bound on one notebook's test, kernel start included
 BATCH_ID = re.compile(r"^batch (\d{8}-\d{6}-[0-9a-f]{6})$", re.MULTILINE)
+# The executed quickstart with its outputs: ~150 KB, most of it the gallery's embedded previews
+# and thumbnails. It was 8.3 MB when the timing chart inlined BokehJS.
+SAVED_QUICKSTART_MAX_BYTES = 400_000
 
 
 # -- pipeline.notebook on a real batch ------------------------------------------------------------
@@ -91,15 +98,50 @@ def test_gallery_errors_say_what_to_do(
         call(report)
 
 
+def check_chart(svg: str, report: pipeline.BatchReport) -> None:
+    """The timing chart's SVG has a p50 and a p95 bar per step, in order, as long as their
+    milliseconds, and labels that can be read: horizontal, one per line, none over another
+    nor over the bars."""
+    svg_ns = "{http://www.w3.org/2000/svg}"
+    root = ElementTree.fromstring(svg)
+    for element in root.iter():
+        assert "rotate" not in element.get("transform", ""), element.attrib
+        assert "writing-mode" not in element.get("style", ""), element.attrib
+    bars = [rect for rect in root.iter(f"{svg_ns}rect") if rect.get("class") == "bar"]
+    expected = [
+        (step, statistic, milliseconds)
+        for step, timing in report.timings.items()
+        for statistic, milliseconds in (("p50", timing.p50_ms), ("p95", timing.p95_ms))
+    ]
+    shown = [(bar.get("data-step"), bar.get("data-statistic"), float(bar.get("data-ms", "nan")))
+             for bar in bars]  # fmt: skip
+    assert shown == [
+        (step, statistic, pytest.approx(ms, abs=1e-3)) for step, statistic, ms in expected
+    ]
+    widths = [float(bar.get("width", "nan")) for bar in bars]
+    longest = max(range(len(bars)), key=lambda number: widths[number])
+    scale = widths[longest] / shown[longest][2]
+    assert widths == [pytest.approx(ms * scale, abs=0.01) for _, _, ms in shown]
+
+    labels = [text for text in root.iter(f"{svg_ns}text") if text.get("class") == "label"]
+    assert [text.text for text in labels[::2]] == list(report.timings)  # each step's name
+    assert all((text.text or "").endswith(" s in all") for text in labels[1::2])
+    baselines = [float(text.get("y", "nan")) for text in labels]
+    assert all(below - above >= FONT_PX for above, below in itertools.pairwise(baselines))
+    bars_start = min(float(bar.get("x", "nan")) for bar in bars)
+    for text in labels:  # right-aligned before the bars, with room for every character
+        right = float(text.get("x", "nan"))
+        assert text.get("text-anchor") == "end"
+        assert len(text.text or "") * CHAR_PX <= right < bars_start
+
+
 def test_timing_chart_has_p50_and_p95_for_every_step_in_order(
     report: pipeline.BatchReport,
 ) -> None:
     chart = timing_chart(report)
-    factors = list(reversed(chart.y_range.factors))  # drawn top-down
-    steps = list(report.timings)
-    assert [label.split(" ")[0] for label, _ in factors[::2]] == steps
-    assert {statistic for _, statistic in factors} == {"p50", "p95"}
-    assert len(chart.renderers[0].data_source.data["ms"]) == 2 * len(steps)
+    check_chart(chart.svg, report)
+    assert chart._repr_svg_() == chart.svg
+    assert repr(chart).splitlines()[1].split()[0] == next(iter(report.timings))
 
 
 def test_show_progress_outside_a_notebook_prints_the_final_state(
@@ -184,18 +226,21 @@ def check_quickstart(notebook: nbformat.NotebookNode, cwd: Path) -> tuple[str, s
     assert '<img src="data:image/' in shown
     assert 'data-status="duplicate"' in shown
     assert 'data-status="failed"' in shown
-    chart = [o for o in outputs(notebook, "timings") if "data" in o]
-    assert any("application/vnd.bokehjs_exec.v0+json" in o.data for o in chart)
-    scripts = "".join(str(o.data.get("application/javascript", "")) for o in chart)
-    assert "Bokeh" in scripts
-    assert "cdn.bokeh.org" not in scripts  # BokehJS is in the notebook, not downloaded
+    saved = len(nbformat.writes(notebook).encode())
+    assert saved < SAVED_QUICKSTART_MAX_BYTES, f"the executed quickstart saves as {saved} bytes"
+    (chart,) = [o.data for o in outputs(notebook, "timings") if "data" in o]
+    assert set(chart) == {"image/svg+xml", "text/plain"}  # an image: no script to trust
+    manifests = cwd / "thumbflow-quickstart" / "derivatives" / "manifests"
+    summary = pipeline.BatchReport.from_json(
+        json.loads((manifests / f"{first}.summary.json").read_text())
+    )
+    check_chart(chart["image/svg+xml"], summary)
     assert "Dask dashboard: http" in stdout(notebook, "cluster")
     assert 'data-state="cancelled"' in html(notebook, "cancel")
     # cancel waited for the running tasks, so closing the cluster interrupts none of them
     closing = "".join(o.text for o in outputs(notebook, "close") if o.get("name") == "stderr")
     assert "CancelledError" not in closing
 
-    manifests = cwd / "thumbflow-quickstart" / "derivatives" / "manifests"
     statuses = [row["status"] for row in read_rows(manifests / f"{second}.jsonl")]
     assert "cancelled" in statuses
     counts = re.search(r"(\d+) ok \+ (\d+) duplicate \+ (\d+) failed \+ (\d+) cancelled = (\d+)",

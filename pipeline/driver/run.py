@@ -20,10 +20,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from distributed import Future, as_completed, performance_report, span
+from distributed import Future, as_completed, span
 
 from pipeline.cluster import Connection, close_process_cluster
 from pipeline.config import PipelineConfig
+from pipeline.dashboard.feed import DashboardFeed
+from pipeline.dashboard.report import batch_performance_report
 from pipeline.driver import finish
 from pipeline.driver.crashes import crash_failure
 from pipeline.driver.held import HeldFutures
@@ -60,6 +62,7 @@ class BatchRun:
         self.performance_report = performance_report
         self.ledger = Ledger(batch_id, inputs, root)
         self._graph = BatchGraph(batch_id, config, root)
+        self._feed = DashboardFeed(connection.client, batch_id, root.url)
         self._lock = threading.Lock()  # guards what other threads read or set below
         self._futures = HeldFutures(connection.client, batch_id)
         self._state: BatchState = "running"
@@ -91,6 +94,8 @@ class BatchRun:
                     "pid": os.getpid(),
                 }
             )
+        # On the dashboard's batch page before submit() returns (see pipeline.dashboard)
+        self._feed.send(self.status(), now=True)
         _running.add(self)
         self._thread.start()
 
@@ -141,7 +146,7 @@ class BatchRun:
         try:
             if self.progress is not None:
                 self.progress.state("running", started_at=time.time())
-            with _shown_on_the_dashboard(self.batch_id, self.connection, self.performance_report):
+            with self._shown_on_the_dashboard():
                 self._drive()
         except BaseException as error:
             logger.exception("batch %s stopped", self.batch_id)
@@ -163,6 +168,7 @@ class BatchRun:
                 self._take(future, window)
             if self._futures.cancel_requested:
                 break
+            self._feed.send(self.status())
             self._submit_chains(window, completions)
             self._submit_hashes(window, completions)
 
@@ -228,6 +234,24 @@ class BatchRun:
             failure = crash_failure(source, step, error)
             self.ledger.record(ImageResult(index, source, "failed", failure=failure))
 
+    @contextmanager
+    def _shown_on_the_dashboard(self) -> Iterator[None]:
+        """Every task of the batch inside one span, so the dashboard's Fine Performance Metrics
+        page shows what this batch cost; and, if asked, a performance report of it."""
+        with ExitStack() as stack:
+            stack.enter_context(span(f"thumbflow-{self.batch_id}"))
+            if self.performance_report is not None:
+                report = batch_performance_report(
+                    self.connection.client,
+                    self.performance_report,
+                    batch_id=self.batch_id,
+                    sources=[item.source for item in self.inputs],
+                    output=self.root.url,
+                    config=self._graph.config,
+                )
+                stack.enter_context(report)
+            yield
+
     def _finish(self) -> None:
         try:
             self.ledger.close()
@@ -257,26 +281,12 @@ class BatchRun:
         if stopped_by is not None:
             summary["error"] = str(stopped_by)
         try:
+            self._feed.send(self.status(), now=True)
             finish.publish_summary(self.root, self.batch_id, summary, state, self.progress)
         finally:
             self.connection.close()
             _running.discard(self)
             self._finished.set()
-
-
-@contextmanager
-def _shown_on_the_dashboard(
-    batch_id: str, connection: Connection, report_path: str | None
-) -> Iterator[None]:
-    """Every task of the batch inside one span, so the dashboard's Fine Performance Metrics page
-    shows what this batch cost; and, if asked, a performance report of it."""
-    with ExitStack() as stack:
-        stack.enter_context(span(f"thumbflow-{batch_id}"))
-        if report_path is not None:
-            # performance_report() looks for "the current client"; ours is not the default
-            stack.enter_context(connection.client.as_current())
-            stack.enter_context(performance_report(filename=report_path))
-        yield
 
 
 _running: weakref.WeakSet[BatchRun] = weakref.WeakSet()
