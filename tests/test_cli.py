@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import build_parser, config_from, main
 from pipeline.samples import SampleSet
+from tests.commands import THUMBFLOW, command_env
 from tests.helpers import leftover_temporaries, read_rows
-
-THUMBFLOW = shutil.which("thumbflow") or f"{sys.executable} -m pipeline.cli"
 
 
 def thumbflow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*THUMBFLOW.split(), *args], capture_output=True, text=True, timeout=180, cwd=cwd
+        [*THUMBFLOW, *args], capture_output=True, text=True, timeout=180, cwd=cwd, env=command_env()
     )
 
 

@@ -17,6 +17,7 @@ from distributed import Client, Security
 import pipeline
 from pipeline.config import PipelineConfig
 from pipeline.samples import SampleSet
+from tests.commands import NEUTRAL_CWD, command_env
 from tests.dask_processes import DaskCluster, dask_cluster
 from tests.helpers import (
     assert_exact_after_a_kill,
@@ -136,7 +137,12 @@ def test_detached_batch_outlives_its_submitter_and_stays_exact(
         "print(handle.batch_id)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=command_env(),
+        cwd=NEUTRAL_CWD,
     )
     assert done.returncode == 0, done.stderr
     batch_id = done.stdout.strip().splitlines()[-1]
