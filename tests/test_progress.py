@@ -110,6 +110,17 @@ def test_status_watch_and_list_from_other_processes(
     )
     assert as_json["ok"] == report.status.ok == 40
 
+    # cancelling a batch that has ended answers with its final state and changes nothing
+    events = redis.Redis.from_url(redis_url).xlen(events_key(handle.batch_id))
+    cancelled = thumbflow("cancel", handle.batch_id, "--redis", redis_url)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "already ended" in cancelled.stdout
+    assert "done: ok 40" in cancelled.stdout
+    after = thumbflow("status", handle.batch_id, "--json", "--redis", redis_url).stdout
+    assert json.loads(after) == as_json
+    assert stored(redis_url, handle.batch_id)["cancel_requested"] == "0"
+    assert redis.Redis.from_url(redis_url).xlen(events_key(handle.batch_id)) == events
+
 
 def test_cancel_from_another_process_settles_the_batch(
     many: Path, cluster_client: Client, redis_url: str, tmp_path: Path
