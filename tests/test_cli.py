@@ -6,6 +6,7 @@ import contextlib
 import re
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from pipeline.cli import build_parser, config_from, main
 from pipeline.samples import SampleSet
-from tests.commands import THUMBFLOW, command_env
+from tests.commands import NEUTRAL_CWD, THUMBFLOW, command_env
 from tests.helpers import leftover_temporaries, read_rows
 
 
@@ -149,3 +150,24 @@ def test_demo_makes_samples_and_processes_them(tmp_path: Path) -> None:
     assert "ok 4 · duplicate 1 · failed 2" in done.stdout
     assert (tmp_path / "thumbflow-demo" / "samples").is_dir()
     assert list((tmp_path / "thumbflow-demo" / "derivatives").rglob("large-*.webp"))
+
+
+# Dask's own handler (set up when distributed is imported) is what writes to the terminal.
+DASK_CHATTER = """
+import logging, sys
+import distributed
+from pipeline.dask_logs import show_dask_logs
+show_dask_logs(int(sys.argv[1]))
+logging.getLogger("distributed.client").error("a reconnect failed")  # a logger with its own level
+logging.getLogger("distributed.nanny").warning("still alive after 4 s, killing")
+"""
+
+
+@pytest.mark.parametrize(("verbosity", "shown"), [(0, []), (1, ["reconnect", "still alive"])])
+def test_dask_logs_reach_the_terminal_only_with_verbose(verbosity: int, shown: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", DASK_CHATTER, str(verbosity)],
+        capture_output=True, text=True, timeout=60, env=command_env(), cwd=NEUTRAL_CWD,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [word for word in ("reconnect", "still alive") if word in done.stderr] == shown
