@@ -5,8 +5,8 @@ Exit codes: 0 every input was handled (some may have failed, see the summary), 1
 failed and ``--strict`` was given, 2 usage or configuration error, 3 infrastructure error
 (inputs missing, output not writable, cluster or progress store unreachable, unknown batch),
 5 ``watch``/``cancel``: the batch's driver is gone (no heartbeat for a few seconds), 70 internal
-error (a bug in thumbflow), 130 interrupted (the batch was cancelled), 141 stdout's reader went
-away (``| head -1``).
+error (a bug in thumbflow), 75 the scheduler went away mid-batch (a rerun resumes), 130
+interrupted (the batch was cancelled), 141 stdout's reader went away (``| head -1``).
 
 ``--json`` output has one shape, defined in ``cli_json``; progress on stderr is ``cli_progress``;
 option values are checked while parsing by ``cli_args``.
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from distributed import Security
+from distributed.comm.core import CommClosedError
 
 from pipeline import api, cli_json
 from pipeline._version import __version__
@@ -46,7 +47,8 @@ from pipeline.config import (
     PipelineConfig,
     Size,
 )
-from pipeline.errors import ConfigError, ProgressStoreWarning, ThumbflowError
+from pipeline.dask_logs import show_dask_logs
+from pipeline.errors import ClusterLost, ConfigError, ProgressStoreWarning, ThumbflowError
 from pipeline.interrupts import Interrupted, stop_signals_ignored, stop_signals_raise
 from pipeline.progress.publisher import DEFAULT_TTL_S
 from pipeline.progress.store import DRIVER_GONE_AFTER_S, RedisStore, StoredBatch
@@ -60,6 +62,7 @@ EXIT_INFRASTRUCTURE = 3
 EXIT_CANCELLED = 4  # the batch was cancelled (from another process, or by `thumbflow cancel`)
 EXIT_DRIVER_GONE = 5  # watch/cancel: the process driving the batch stopped reporting
 EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE: a bug in thumbflow, not a problem with the setup
+EXIT_CLUSTER_LOST = 75  # sysexits' EX_TEMPFAIL: the scheduler went away mid-batch; rerun resumes
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): the batch was cancelled and its manifest finished
 EXIT_BROKEN_PIPE = 141  # stdout's reader went away (`| head -1`): 128 + SIGPIPE, as for a C tool
 EXIT_TERMINATED = 143  # SIGTERM: the same
@@ -615,6 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(name)s: %(message)s"
     )
+    show_dask_logs(args.verbose)
     try:
         code = int(COMMANDS[args.command](args))
         sys.stdout.flush()  # a closed pipe shows here, not at exit where it cannot be caught
@@ -624,6 +628,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"thumbflow: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ClusterLost as error:
+        print(f"thumbflow: {error}", file=sys.stderr)
+        return EXIT_CLUSTER_LOST
+    except CommClosedError:  # the scheduler went away while the batch was being submitted
+        print("thumbflow: the Dask scheduler went away; rerun to resume", file=sys.stderr)
+        return EXIT_CLUSTER_LOST
     except ThumbflowError as error:
         print(f"thumbflow: {error}", file=sys.stderr)
         return EXIT_INFRASTRUCTURE

@@ -9,6 +9,7 @@ Infrastructure and usage problems are exceptions; they stop a batch before (or w
     ├── InputError           an input path does not exist or holds no files
     ├── OutputError          the output root cannot be created or written
     ├── ClusterError         the scheduler cannot be reached or the cluster cannot run thumbflow
+    │   └── ClusterLost      the scheduler went away while the batch ran (a rerun resumes)
     ├── ProgressStoreUnavailable   Redis cannot be reached (status, cancel, require_redis)
     └── BatchNotFound        no batch with that id (never existed, or its records expired)
 
@@ -51,6 +52,11 @@ class OutputError(ThumbflowError):
 
 class ClusterError(ThumbflowError):
     """The scheduler cannot be reached, or the cluster cannot run this version of thumbflow."""
+
+
+class ClusterLost(ClusterError):
+    """The scheduler went away (or restarted) while a batch ran, and its work with it. What was
+    finished stays on disk, so running the same batch again resumes it."""
 
 
 class ProgressStoreUnavailable(ThumbflowError):

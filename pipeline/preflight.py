@@ -11,13 +11,15 @@ are checked too: a path the client can see may not exist on the workers' machine
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from distributed import Client
+from distributed.comm.core import CommClosedError
 
 from pipeline._version import __version__
-from pipeline.errors import ClusterError
+from pipeline.errors import ClusterError, ClusterLost
 from pipeline.stages.sources import is_url
 
 _VERSION_PROBE = "__import__('pipeline._version', fromlist=['__version__']).__version__"
@@ -29,13 +31,28 @@ def _describe(answer: Any) -> str:
     return f"has thumbflow {answer}"
 
 
+@contextmanager
+def _scheduler_present() -> Iterator[None]:
+    """A scheduler that goes away while we ask it is that, not a bug of ours."""
+    try:
+        yield
+    except CommClosedError as error:
+        raise ClusterLost(
+            "the Dask scheduler went away during the checks before the batch; nothing was "
+            "submitted: run it again once the scheduler is back"
+        ) from error
+
+
 def check_versions(client: Client) -> None:
     """Refuse, with the reason, unless the scheduler and every worker run our version."""
-    try:
-        on_scheduler: Any = client.run_on_scheduler(eval, _VERSION_PROBE)
-    except Exception as error:
-        on_scheduler = error
-    on_workers: dict[str, Any] = client.run(eval, _VERSION_PROBE, on_error="return")
+    with _scheduler_present():
+        try:
+            on_scheduler: Any = client.run_on_scheduler(eval, _VERSION_PROBE)
+        except CommClosedError:
+            raise
+        except Exception as error:
+            on_scheduler = error
+        on_workers: dict[str, Any] = client.run(eval, _VERSION_PROBE, on_error="return")
     wrong = {"scheduler": on_scheduler} if on_scheduler != __version__ else {}
     wrong |= {worker: answer for worker, answer in on_workers.items() if answer != __version__}
     if wrong:
@@ -54,17 +71,18 @@ def check_paths_visible(client: Client, paths: Iterable[str], writable: str) -> 
     URLs are the storage's business and are not checked."""
     local = [path for path in paths if not is_url(path)]
     problems: list[str] = []
-    for path in local:
-        seen = client.run(os.path.exists, os.path.abspath(path), on_error="return")
-        missing = sorted(worker for worker, found in seen.items() if found is not True)
-        if missing:
-            problems.append(f"{path} is not visible on {', '.join(missing)}")
-    if not is_url(writable):
-        target = os.path.abspath(writable)
-        allowed = client.run(os.access, target, os.W_OK, on_error="return")
-        denied = sorted(worker for worker, ok in allowed.items() if ok is not True)
-        if denied:
-            problems.append(f"output {writable} is not writable on {', '.join(denied)}")
+    with _scheduler_present():
+        for path in local:
+            seen = client.run(os.path.exists, os.path.abspath(path), on_error="return")
+            missing = sorted(worker for worker, found in seen.items() if found is not True)
+            if missing:
+                problems.append(f"{path} is not visible on {', '.join(missing)}")
+        if not is_url(writable):
+            target = os.path.abspath(writable)
+            allowed = client.run(os.access, target, os.W_OK, on_error="return")
+            denied = sorted(worker for worker, ok in allowed.items() if ok is not True)
+            if denied:
+                problems.append(f"output {writable} is not writable on {', '.join(denied)}")
     if problems:
         raise ClusterError(
             "the workers do not see the same files as this machine, nothing was submitted: "

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,9 +12,8 @@ from dataclasses import dataclass, field
 
 from distributed import Client
 
+from tests.commands import DASK, NEUTRAL_CWD, command_env
 from tests.redis_server import free_port
-
-DASK = shutil.which("dask") or f"{sys.executable} -m dask"
 
 
 @dataclass
@@ -38,8 +35,9 @@ class DaskCluster:
         self, *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
     ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [*prefix, *DASK.split(), *args],
-            env={**os.environ, **self.env, **(env or {})},
+            [*prefix, *DASK, *args],
+            env=command_env({**self.env, **(env or {})}),
+            cwd=NEUTRAL_CWD,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # so stopping it takes its children (the nanny's worker) too

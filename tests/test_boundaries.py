@@ -18,6 +18,7 @@ import pipeline
 from pipeline.errors import OutputError
 from pipeline.samples import photo_like
 from pipeline.storage import OutputRoot
+from tests.commands import NEUTRAL_CWD, command_env
 from tests.helpers import read_rows
 
 
@@ -163,6 +164,7 @@ def test_the_local_cluster_listens_on_loopback_only() -> None:
     probe = subprocess.Popen(
         [sys.executable, "-c", LISTENING_SOCKETS],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=command_env(), cwd=NEUTRAL_CWD,
     )  # fmt: skip
     try:
         assert probe.stdout is not None

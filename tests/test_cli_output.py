@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,14 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.samples import SampleSet
+from tests.commands import THUMBFLOW, command_env
 from tests.dask_processes import dask_cluster
 from tests.helpers import read_rows
 
 
-def _command() -> list[str]:
-    """The entry point installed beside the interpreter running the tests, else the module."""
-    script = Path(sys.executable).parent / "thumbflow"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
-
-
 def _environment() -> dict[str, str]:
     """This environment without a progress store: a test gives ``--redis`` when it wants one."""
-    return {k: v for k, v in os.environ.items() if k != "THUMBFLOW_REDIS_URL"}
+    return {k: v for k, v in command_env().items() if k != "THUMBFLOW_REDIS_URL"}
 
 
 def thumbflow(
@@ -44,7 +38,7 @@ def thumbflow(
     """Run the command; its output is decoded as it was written (text mode would turn the
     carriage returns of a redrawn bar into newlines, and hide them)."""
     done = subprocess.run(
-        [*_command(), *args], stdout=stdout, stderr=stderr, timeout=180, env=_environment(), cwd=cwd
+        [*THUMBFLOW, *args], stdout=stdout, stderr=stderr, timeout=180, env=_environment(), cwd=cwd
     )
     return subprocess.CompletedProcess(
         done.args, done.returncode, (done.stdout or b"").decode(), (done.stderr or b"").decode()

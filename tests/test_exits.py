@@ -19,6 +19,7 @@ import pytest
 import pipeline
 from pipeline.cli import EXIT_CANCELLED, EXIT_INTERRUPTED, EXIT_TERMINATED
 from pipeline.samples import SampleSet
+from tests.commands import THUMBFLOW, command_env
 from tests.helpers import leftover_temporaries, read_rows, stored, wait_until
 
 
@@ -32,7 +33,8 @@ def _start_cli(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", *args, "--no-progress"],
+        [*THUMBFLOW, "run", *args, "--no-progress"],
+        env=command_env(),
         stdout=subprocess.DEVNULL,
         stderr=stderr.open("wb"),
         preexec_fn=inherit_ignored_sigint if ignore_sigint else None,
@@ -156,7 +158,7 @@ def test_submits_without_a_client_share_one_cluster_that_closes_cleanly_at_exit(
         capture_output=True,
         text=True,
         timeout=240,
-        env={**os.environ, "THUMBFLOW_TEST_MARKER": marker},
+        env=command_env({"THUMBFLOW_TEST_MARKER": marker}),
     )
     assert done.returncode == 0, done.stderr
     told = json.loads(done.stdout.strip().splitlines()[-1])

@@ -6,10 +6,8 @@ and task functions (fast), one batch on the session LocalCluster, and the CLI.""
 from __future__ import annotations
 
 import io
-import shutil
 import struct
 import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -28,6 +26,7 @@ from pipeline.stages.validate import ImageHeader, header_of_bytes, read_header
 from pipeline.storage import OutputRoot
 from pipeline.worker.image_warnings import MAX_LENGTH, MAX_WARNINGS, collecting, merged
 from pipeline.worker.tasks import encode_chunk, hash_chunk, resize_chunk, validate_chunk
+from tests.commands import THUMBFLOW, command_env
 from tests.format_files import (
     HEIGHT,
     WIDTH,
@@ -337,11 +336,10 @@ def test_a_batch_labels_every_failure_and_counts_copies_of_failures(
 # The CLI
 
 
-THUMBFLOW = shutil.which("thumbflow") or f"{sys.executable} -m pipeline.cli"
-
-
 def thumbflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*THUMBFLOW.split(), *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [*THUMBFLOW, *args], capture_output=True, text=True, timeout=180, env=command_env()
+    )
 
 
 def test_an_unknown_format_name_is_one_line_and_exit_2(tmp_path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
-import sys
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -21,20 +20,14 @@ import pipeline
 from pipeline.errors import ConfigError, InputError, InputWarning, OutputError, UnsupportedURL
 from pipeline.inputs import expand_inputs, local_root
 from pipeline.storage import OutputRoot
+from tests.commands import THUMBFLOW, command_env
 from tests.dask_processes import dask_cluster
 from tests.helpers import read_rows
 
 
-def thumbflow_command() -> list[str]:
-    """The entry point installed beside the interpreter running the tests (not whatever
-    ``thumbflow`` is first on PATH)."""
-    script = Path(sys.executable).parent / "thumbflow"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
-
-
 def thumbflow(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*thumbflow_command(), *args], capture_output=True, text=True, timeout=240
+        [*THUMBFLOW, *args], capture_output=True, text=True, timeout=240, env=command_env()
     )
 
 

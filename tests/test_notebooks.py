@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from pipeline.notebook import HtmlFragment, gallery, show_progress, timing_chart
 from pipeline.notebook.charts import CHAR_PX, FONT_PX
 from pipeline.progress.store import batch_key
 from pipeline.samples import SampleSet
+from tests.commands import DASK, command_env
 from tests.helpers import read_rows
 from tests.redis_server import free_port
 
@@ -299,19 +299,22 @@ def dask_scheduler(tmp_path: Path) -> Iterator[str]:
     a notebook that passed it relative paths would fail."""
     address = f"tcp://127.0.0.1:{free_port()}"
     port = address.rsplit(":", 1)[1]
-    dask = [sys.executable, "-m", "dask"]
     started: list[subprocess.Popen[bytes]] = []
     worker_dir = tmp_path / "worker"
     worker_dir.mkdir()
     try:
         with open(tmp_path / "scheduler.log", "wb") as log:
-            command = [*dask, "scheduler", "--host", "127.0.0.1", "--port", port,
+            command = [*DASK, "scheduler", "--host", "127.0.0.1", "--port", port,
                        "--dashboard-address", ":0"]  # fmt: skip
-            started.append(subprocess.Popen(command, stdout=log, stderr=log, cwd=tmp_path))
+            started.append(
+                subprocess.Popen(command, stdout=log, stderr=log, cwd=tmp_path, env=command_env())
+            )
         with open(tmp_path / "worker.log", "wb") as log:
-            command = [*dask, "worker", address, "--nworkers", "1", "--nthreads", "1",
+            command = [*DASK, "worker", address, "--nworkers", "1", "--nthreads", "1",
                        "--memory-limit", "2GB", "--no-dashboard"]  # fmt: skip
-            started.append(subprocess.Popen(command, stdout=log, stderr=log, cwd=worker_dir))
+            started.append(
+                subprocess.Popen(command, stdout=log, stderr=log, cwd=worker_dir, env=command_env())
+            )
         try:
             with Client(address, timeout="30s", set_as_default=False) as client:
                 client.wait_for_workers(1, timeout=60)

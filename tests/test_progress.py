@@ -28,6 +28,7 @@ from pipeline.progress.publisher import RedisProgress
 from pipeline.progress.store import RedisStore, batch_key, events_key, images_key
 from pipeline.results import ImageResult
 from pipeline.samples import SampleSet, photo_like
+from tests.commands import THUMBFLOW, command_env
 from tests.helpers import (
     COUNTERS,
     assert_exact_after_a_kill,
@@ -41,7 +42,7 @@ from tests.helpers import (
     wait_until,
 )
 from tests.redis_server import RedisServer
-from tests.test_cli import THUMBFLOW, thumbflow
+from tests.test_cli import thumbflow
 
 
 def test_counts_in_redis_match_the_manifest_exactly(
@@ -90,8 +91,8 @@ def test_status_watch_and_list_from_other_processes(
 ) -> None:
     handle = pipeline.submit([many], tmp_path, client=cluster_client, redis_url=redis_url)
     watcher = subprocess.Popen(
-        ["thumbflow", "watch", handle.batch_id, "--redis", redis_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*THUMBFLOW, "watch", handle.batch_id, "--redis", redis_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=command_env(),
     )  # fmt: skip
     report = handle.result()
     out, err = watcher.communicate(timeout=60)
@@ -108,6 +109,17 @@ def test_status_watch_and_list_from_other_processes(
         thumbflow("status", handle.batch_id, "--json", "--redis", redis_url).stdout
     )
     assert as_json["ok"] == report.status.ok == 40
+
+    # cancelling a batch that has ended answers with its final state and changes nothing
+    events = redis.Redis.from_url(redis_url).xlen(events_key(handle.batch_id))
+    cancelled = thumbflow("cancel", handle.batch_id, "--redis", redis_url)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "already ended" in cancelled.stdout
+    assert "done: ok 40" in cancelled.stdout
+    after = thumbflow("status", handle.batch_id, "--json", "--redis", redis_url).stdout
+    assert json.loads(after) == as_json
+    assert stored(redis_url, handle.batch_id)["cancel_requested"] == "0"
+    assert redis.Redis.from_url(redis_url).xlen(events_key(handle.batch_id)) == events
 
 
 def test_cancel_from_another_process_settles_the_batch(
@@ -207,9 +219,14 @@ def test_worker_killed_mid_batch_still_gives_exact_counts(
 
 def test_ctrl_c_cancels_cleanly_with_exit_130(many: Path, tmp_path: Path) -> None:
     output = tmp_path / "out"
-    command = ["thumbflow", "run", str(many), "-o", str(output), "--workers", "1"]
+    command = [*THUMBFLOW, "run", str(many), "-o", str(output), "--workers", "1"]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=command_env(),
     )
     wait_until(lambda: len(list(output.rglob("record-*.json"))) >= 2, timeout=60)
     children = psutil.Process(process.pid).children(recursive=True)
@@ -239,7 +256,11 @@ def test_interpreter_exit_mid_batch_leaves_a_complete_manifest(many: Path, tmp_p
         "    print(handle.batch_id, flush=True)\n"  # and leave without waiting
     )
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=command_env(),
     )
     assert done.returncode == 0, done.stderr
     (manifest,) = (output / "manifests").glob("*.jsonl")
@@ -254,7 +275,7 @@ def test_interpreter_exit_mid_batch_leaves_a_complete_manifest(many: Path, tmp_p
 def started_thumbflow(*args: str, **options: Any) -> subprocess.Popen[str]:
     """``thumbflow ARGS`` running in the background, its output in pipes."""
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    return subprocess.Popen([*THUMBFLOW.split(), *args], **pipes | options)
+    return subprocess.Popen([*THUMBFLOW, *args], **pipes | {"env": command_env()} | options)
 
 
 # -- a busy batch: cancel and heartbeat run on a clock -------------------------------------------

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from distributed import Client, Security
+from distributed.versions import VersionMismatchWarning
 
 import pipeline
+from pipeline.cli import EXIT_CLUSTER_LOST
 from pipeline.config import PipelineConfig
 from pipeline.samples import SampleSet
+from tests.commands import NEUTRAL_CWD, THUMBFLOW, command_env
 from tests.dask_processes import DaskCluster, dask_cluster
 from tests.helpers import (
     assert_exact_after_a_kill,
@@ -38,11 +43,16 @@ def shared() -> Iterator[DaskCluster]:
 
 
 def fake_pipeline(folder: Path, body: str) -> dict[str, str]:
-    """An environment whose `pipeline` is another package: first on PYTHONPATH."""
+    """An environment whose `pipeline` is another package: first on PYTHONPATH. Its `toolz`
+    claims another version too (metadata only), as another environment's Dask stack would, so
+    that Dask itself warns with its table of mismatched versions when a client connects."""
     package = folder / "pipeline"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text(body)
     (package / "_version.py").write_text(body)
+    metadata = folder / "toolz-0.0.1.dist-info"
+    metadata.mkdir()
+    (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: toolz\nVersion: 0.0.1\n")
     return {"PYTHONPATH": str(folder)}
 
 
@@ -68,11 +78,22 @@ def test_preflight_refuses_a_cluster_that_cannot_run_this_version(
     with dask_cluster(workers=1) as cluster:
         cluster.add_worker(env=fake_pipeline(tmp_path / "env", body))
         cluster.wait_for(2)
-        with pytest.raises(pipeline.ClusterError, match="nothing was submitted") as refused:
-            pipeline.submit([samples.folder], tmp_path / "out", scheduler=cluster.address)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(pipeline.ClusterError, match="nothing was submitted") as refused:
+                pipeline.submit([samples.folder], tmp_path / "out", scheduler=cluster.address)
         assert expected in str(refused.value)
         assert f"thumbflow=={pipeline.__version__}" in str(refused.value)
-        with Client(cluster.address, timeout=10) as client:
+        # our refusal is the whole message: Dask's version table is not shown besides it
+        assert [w for w in caught if issubclass(w.category, VersionMismatchWarning)] == []
+        cli = thumbflow("run", str(samples.folder), "-o", str(tmp_path / "cli"),
+                        "--scheduler", cluster.address)  # fmt: skip
+        assert cli.returncode == 3
+        assert cli.stderr.splitlines() == [f"thumbflow: {refused.value}"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VersionMismatchWarning)  # this client is not ours
+            client = Client(cluster.address, timeout=10)
+        with client:
             tasks = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
             assert tasks == 0  # nothing reached the cluster
             assert len(client.scheduler_info()["workers"]) == 2  # and no worker died
@@ -136,7 +157,12 @@ def test_detached_batch_outlives_its_submitter_and_stays_exact(
         "print(handle.batch_id)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=command_env(),
+        cwd=NEUTRAL_CWD,
     )
     assert done.returncode == 0, done.stderr
     batch_id = done.stdout.strip().splitlines()[-1]
@@ -174,20 +200,31 @@ def test_detached_needs_a_shared_cluster_and_a_progress_store(
         pipeline.submit([samples.folder], tmp_path, scheduler=shared.address, detached=True)
 
 
-def test_scheduler_restart_is_a_clear_error_and_a_rerun_resumes(many: Path, tmp_path: Path) -> None:
-    with dask_cluster(workers=2) as cluster:
-        handle = pipeline.submit([many], tmp_path, scheduler=cluster.address)
-        wait_until(lambda: handle.status().ok >= 3)
-        cluster.stop()  # scheduler and workers gone, as in a restart
-        with pytest.raises(pipeline.ClusterError, match="rerun to resume"):
-            handle.result(timeout=60)
-        finished_before = handle.status().ok
+def test_scheduler_killed_mid_batch_is_one_line_and_a_rerun_resumes(
+    many: Path, tmp_path: Path
+) -> None:
+    output, log = tmp_path / "out", tmp_path / "stderr.txt"
+    with dask_cluster(workers=2) as cluster, log.open("w") as stderr:
+        assert cluster.scheduler is not None
+        command = [*THUMBFLOW, "run", str(many), "-o", str(output), "--scheduler",
+                   cluster.address, "--no-progress"]  # fmt: skip
+        run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=command_env())
+        wait_until(lambda: len(list(output.rglob("record-*.json"))) >= 3, timeout=120)
+        os.kill(cluster.scheduler.pid, signal.SIGKILL)  # gone without a word
+        code = run.wait(timeout=60)
+        finished_before = len(list(output.rglob("record-*.json")))
+    text = log.read_text()
+    assert code == EXIT_CLUSTER_LOST, text
+    *_, last = lines = text.splitlines()
+    assert len(lines) == 2, text  # the batch's first line, then this one
+    assert "the Dask scheduler went away mid-batch" in last
+    assert "rerun to resume" in last
     with dask_cluster(workers=2) as restarted:
-        report = pipeline.run([many], tmp_path, scheduler=restarted.address)
+        report = pipeline.run([many], output, scheduler=restarted.address)
     rows = read_rows(report.manifest)
     assert report.status.ok == 40
     assert sum(row["reused"] for row in rows) >= finished_before
-    assert leftover_temporaries(tmp_path) == []
+    assert leftover_temporaries(output) == []
 
 
 def flat_png(path: Path, width: int, height: int) -> Path:

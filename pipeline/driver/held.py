@@ -18,7 +18,7 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 
-from pipeline.errors import ClusterError
+from pipeline.errors import ClusterLost
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +63,13 @@ class HeldFutures:
         logger.info("batch %s: cancelling %d futures", self._batch_id, len(held))
         self._client.cancel(held)
 
-    def dropped(self) -> ClusterError:
-        """A future came back cancelled although nobody asked to cancel."""
-        return ClusterError(
-            f"batch {self._batch_id}: the cluster dropped its work "
-            "(scheduler restarted or connection lost); rerun to resume"
+    def dropped(self) -> ClusterLost:
+        """A future came back cancelled although nobody asked to cancel: the client lost its
+        scheduler (killed, restarted, unreachable), which forgets every task it held."""
+        return ClusterLost(
+            f"batch {self._batch_id}: the Dask scheduler went away mid-batch (stopped, "
+            "restarted or unreachable); rerun to resume: the same command reuses every "
+            "finished image"
         )
 
     @contextmanager

@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from distributed import Future, as_completed, span
+from distributed.comm.core import CommClosedError
 
 from pipeline.cluster import Connection, close_process_cluster
 from pipeline.config import PipelineConfig
@@ -31,7 +32,7 @@ from pipeline.driver.crashes import crash_failure
 from pipeline.driver.held import HeldFutures
 from pipeline.driver.ledger import Ledger
 from pipeline.driver.window import Window
-from pipeline.errors import Step
+from pipeline.errors import ClusterLost, Step
 from pipeline.graph import BatchGraph, plan_chunks
 from pipeline.inputs import InputFile
 from pipeline.keys import parse_key
@@ -147,9 +148,15 @@ class BatchRun:
             if self.progress is not None:
                 self.progress.state("running", started_at=time.time())
             with self._shown_on_the_dashboard():
-                self._drive()
+                try:
+                    self._drive()
+                except CommClosedError as lost:  # a call to the scheduler found it gone
+                    raise self._futures.dropped() from lost
         except BaseException as error:
-            logger.exception("batch %s stopped", self.batch_id)
+            if isinstance(error, ClusterLost):  # says all there is to say; the caller shows it
+                logger.info("batch %s stopped: %s", self.batch_id, error)
+            else:
+                logger.exception("batch %s stopped", self.batch_id)
             with self._lock:
                 self._error = error
         finally:

@@ -82,6 +82,24 @@ end
 return 1
 """
 
+# KEYS: batch hash, events stream. ARGV: maxlen, then the final states. A batch that has ended
+# keeps its record as it is (0): a request checked against a state read a moment earlier could
+# mark a batch cancel-requested after it ended, and recreate its expired events stream.
+_REQUEST_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  return -1
+end
+for i = 2, #ARGV do
+  if state == ARGV[i] then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'request', 'cancel')
+return 1
+"""
+
 
 class BatchRecordLost(Exception):
     """The batch's hash vanished from Redis while the batch ran (a restart without persistence,
@@ -204,6 +222,7 @@ class RedisStore:
         self._client = connect(url)
         self._record = self._client.register_script(_RECORD_IMAGE)
         self._heartbeat = self._client.register_script(_HEARTBEAT)
+        self._request_cancel = self._client.register_script(_REQUEST_CANCEL)
 
     def __repr__(self) -> str:
         return f"RedisStore({redact(self.url)!r})"
@@ -306,13 +325,16 @@ class RedisStore:
 
     def request_cancel(self, batch_id: str) -> StoredBatch:
         """Ask the process running the batch to cancel it; it notices within a quarter of a
-        second, however busy. Returns the batch as it stood."""
+        second, however busy. Returns the batch as it stood. A batch that has already ended is
+        left untouched (no request is recorded), and returned in its final state."""
         stored = self.batch(batch_id)
+        if stored.state in FINAL_STATES:
+            return stored
+        keys = [batch_key(batch_id), events_key(batch_id)]
         with self._reaching_redis():
-            self._client.hset(batch_key(batch_id), "cancel_requested", "1")
-            self._client.xadd(
-                events_key(batch_id), {"request": "cancel"}, maxlen=EVENTS_MAXLEN, approximate=True
-            )
+            requested = self._request_cancel(keys=keys, args=[EVENTS_MAXLEN, *FINAL_STATES])
+        if requested != 1:  # it ended (or expired) since we read it
+            return self.batch(batch_id)
         return stored
 
     def recent(self, limit: int = 20) -> list[StoredBatch]:
