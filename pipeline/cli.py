@@ -47,6 +47,7 @@ from pipeline.config import (
     PipelineConfig,
     Size,
 )
+from pipeline.dashboard import batches_page_link
 from pipeline.dask_logs import show_dask_logs
 from pipeline.errors import ClusterLost, ConfigError, ProgressStoreWarning, ThumbflowError
 from pipeline.interrupts import Interrupted, stop_signals_ignored, stop_signals_raise
@@ -445,7 +446,12 @@ def _submit(args: argparse.Namespace, inputs: Sequence[str]) -> api.BatchHandle:
         )
     for warning in caught:
         print(f"thumbflow: warning: {warning.message}", file=sys.stderr)
-    print(f"thumbflow: batch {handle.batch_id}, dashboard {handle.dashboard_link}", file=sys.stderr)
+    where = f"thumbflow: batch {handle.batch_id}"
+    if handle.dashboard_link is not None:
+        where += f", dashboard {handle.dashboard_link}"
+    if page := batches_page_link(handle.dashboard_link):
+        where += f", all batches {page}"
+    print(where, file=sys.stderr)
     if args.redis:
         print(f"thumbflow: progress in {redact(args.redis)}", file=sys.stderr)
     return handle

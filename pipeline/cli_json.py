@@ -45,6 +45,9 @@ class BatchJson(TypedDict):
     failures_by_code: dict[str, int]
     timings: dict[str, StepTimingJson]
     error: str | None  # why the batch stopped, if it failed
+    # run only (the report knows them; the store does not):
+    duplicates_of_failed: NotRequired[int]  # of ``failed``: copies of an input that failed
+    images_with_warnings: NotRequired[int]  # rows whose ``warnings`` are not empty
     # store only:
     created_at: NotRequired[float | None]  # unix seconds
     started_at: NotRequired[float | None]
@@ -95,6 +98,8 @@ def from_report(report: BatchReport) -> BatchJson:
     shape["manifest"] = redact_location(report.manifest)
     shape["failures_by_code"] = dict(sorted(report.failures_by_code.items()))
     shape["timings"] = {step: _timing(timing) for step, timing in report.timings.items()}
+    shape["duplicates_of_failed"] = report.duplicates_of_failed
+    shape["images_with_warnings"] = report.images_with_warnings
     return shape
 
 

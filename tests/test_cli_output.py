@@ -100,13 +100,19 @@ def test_run_json_is_one_object_with_the_summary(batches: Batches, samples: Samp
     assert first["failures_by_code"] == {"not_an_image": 1, "truncated": 1}
     assert {"hash", "decode", "encode"} <= set(first["timings"])
     assert first["images_per_s"] > 0
-    assert len(read_rows(first["manifest"])) == 11
+    rows = read_rows(first["manifest"])
+    assert len(rows) == 11
+    assert first["duplicates_of_failed"] == sum(r["status"] == "duplicate_of_failed" for r in rows)
+    assert first["images_with_warnings"] == sum(bool(r.get("warnings")) for r in rows)
     assert Path(first["output"]).is_dir()
 
 
 def test_progress_into_a_log_is_a_few_plain_lines(batches: Batches) -> None:
     log = batches.first_stderr
     assert "\r" not in log  # no bar redrawn into the file
+    # the dashboard, and the page of every batch on it (pipeline.dashboard), on the same port
+    (dashboard, page) = re.findall(r"(http://127\.0\.0\.1:\d+/)(?:status|thumbflow/batches)", log)
+    assert dashboard == page, log
     progress = [
         line for line in log.splitlines() if line.startswith("thumbflow: batch ") and "/11" in line
     ]

@@ -15,3 +15,12 @@ outcome of each image (ok, duplicate, failed, reused) and the cancelled ones exi
 driver's ledger. Every driver talks to the scheduler anyway, so batches from several clients of
 a shared scheduler, detached batches and a LocalCluster's batches all land on the same board.
 """
+
+BATCHES_PAGE = "thumbflow/batches"  # below the dashboard's root, whatever its prefix
+
+
+def batches_page_link(dashboard_link: str | None) -> str | None:
+    """The batch page beside a dashboard link (``…/status`` → ``…/thumbflow/batches``)."""
+    if dashboard_link is None or not dashboard_link.endswith("/status"):
+        return None
+    return dashboard_link.removesuffix("status") + BATCHES_PAGE

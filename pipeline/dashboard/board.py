@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from pipeline.dashboard import BATCHES_PAGE
 from pipeline.dashboard.page import BatchesJson, BatchesPage
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 PLUGIN_NAME = "thumbflow-batches"
 HANDLER = "thumbflow_batch_progress"  # the scheduler op a driver's record arrives by
-PAGE = "thumbflow/batches"  # below the dashboard's prefix, whatever it is
+PAGE = BATCHES_PAGE
 KEEP_FINISHED = 50  # finished batches still listed; running ones are always listed
 
 
