@@ -31,6 +31,7 @@ from pipeline.progress.publisher import DEFAULT_TTL_S, RedisProgress
 from pipeline.progress.store import RedisStore
 from pipeline.results import BatchReport, BatchStatus
 from pipeline.storage import OutputRoot
+from pipeline.url_lists import UrlListColumns
 
 PathOrUrl = str | os.PathLike[str]
 REDIS_URL_VARIABLE = "THUMBFLOW_REDIS_URL"
@@ -126,6 +127,8 @@ def submit(
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
     performance_report: str | None = None,
+    url_column: str = "url",
+    keep_columns: Iterable[str] = (),
     detached: bool = False,
 ) -> BatchHandle:
     """Start a batch and return its handle at once.
@@ -147,12 +150,18 @@ def submit(
 
     ``performance_report="report.html"`` saves Dask's performance report of the batch (task
     stream, worker profiles, bandwidth) to that file when it ends.
+
+    An input named directly that ends in ``.txt``, ``.csv``, ``.tsv`` or ``.parquet`` is a list
+    of ``http(s)://`` URLs, one input per row (``pipeline.url_lists``): ``url_column`` names
+    the URL's column in a CSV/TSV/Parquet list, ``keep_columns`` the columns each row carries
+    to its manifest row. ``config.fetch`` sets the workers' timeouts and retries.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     named = [os.fspath(item) for item in inputs]
     root = OutputRoot(os.fspath(output))
-    files = expand_inputs(named, output_root=root.url)
+    columns = UrlListColumns(url_column, tuple(keep_columns))
+    files = expand_inputs(named, output_root=root.url, url_columns=columns)
     root.check_writable()
     batch_id = new_batch_id()
     store = _progress_store(redis_url, required=require_redis or detached)
@@ -199,6 +208,8 @@ def run(
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
     performance_report: str | None = None,
+    url_column: str = "url",
+    keep_columns: Iterable[str] = (),
 ) -> BatchReport:
     """``submit(...)`` with the same options, and wait for the report."""
     options: dict[str, Any] = {

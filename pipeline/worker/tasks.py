@@ -26,6 +26,7 @@ from pipeline.errors import Failure, ImageError, Step
 from pipeline.results import ImageResult, OutputFile
 from pipeline.stages.encode import encode
 from pipeline.stages.hashing import Digest, read_as_hashed, sha256_of
+from pipeline.stages.http_fetch import is_http
 from pipeline.stages.metadata import NOTHING, Carried
 from pipeline.stages.resize import cascade, decode_bytes
 from pipeline.stages.validate import ImageHeader, header_of_bytes, read_header
@@ -37,6 +38,7 @@ from pipeline.storage import (
     image_folder,
     record_name,
 )
+from pipeline.worker import fetched
 from pipeline.worker.cancellation import TaskCancelled, current_task_cancelled
 from pipeline.worker.identity import current_writer
 from pipeline.worker.image_warnings import collecting, merged
@@ -111,9 +113,18 @@ def _attempted(work: ImageWork, step: Step, action: Action, *, timed: bool) -> I
         return replace(work, failure=failure, renders=None, timings_ms=timings)
 
 
-def hash_chunk(items: Sequence[tuple[int, str]]) -> list[ImageWork]:
+def hash_chunk(
+    items: Sequence[tuple[int, str]], config: PipelineConfig | None = None
+) -> list[ImageWork]:
+    """The digest of each source. An ``http(s)://`` source is fetched here, once, and its bytes
+    kept on this machine for the later steps (``pipeline.worker.fetched`` says why there)."""
+    config = config or PipelineConfig()
+
     def digest(work: ImageWork) -> Action:
         def action(_: dict[str, float]) -> ImageWork:
+            if is_http(work.source):
+                found = fetched.fetch_and_hash(work.source, config)
+                return replace(work, sha256=found.sha256, size_bytes=found.size_bytes)
             try:
                 found = sha256_of(work.source)
             except OSError as error:
@@ -178,7 +189,8 @@ def validate_chunk(
 
     def check(work: ImageWork) -> Action:
         def action(_: dict[str, float]) -> ImageWork:
-            header = read_header(work.source, work.size_bytes, config)
+            stored_at = _fetched_copy(work, config)
+            header = read_header(work.source, work.size_bytes, config, stored_at=stored_at)
             kept = _intact_outputs(work.sha256, config, root)
             planned = _planned_paths(work.sha256, config)
             if all(path in kept for path in planned):
@@ -188,7 +200,19 @@ def validate_chunk(
 
         return action
 
-    return [_attempt(work, "validate", check(work)) for work in hashed if work.index in keep]
+    checked = [_attempt(work, "validate", check(work)) for work in hashed if work.index in keep]
+    for work in checked:
+        if is_http(work.source) and not work.active:  # refused or reused: nothing to decode
+            fetched.release(work.sha256)
+    return checked
+
+
+def _fetched_copy(work: ImageWork, config: PipelineConfig) -> str | None:
+    """Where a URL's bytes are on this machine (None for a file or fsspec source, read where
+    it is)."""
+    if not is_http(work.source):
+        return None
+    return fetched.spooled_copy(work.source, Digest(work.sha256, work.size_bytes), config)
 
 
 def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list[ImageWork]:
@@ -197,7 +221,11 @@ def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list
             if current_task_cancelled():
                 raise TaskCancelled
             with _timed(timings, "decode"):
-                data = read_as_hashed(work.source, Digest(work.sha256, work.size_bytes))
+                stored_at = _fetched_copy(work, config)
+                digest = Digest(work.sha256, work.size_bytes)
+                data = read_as_hashed(work.source, digest, stored_at=stored_at)
+                if stored_at is not None:
+                    fetched.release(work.sha256)  # in memory now, and decoded once
                 # Validate read the path earlier; the limits must hold for these very bytes.
                 header = header_of_bytes(work.source, data, config)
                 decoded = decode_bytes(work.source, data, header, config)
