@@ -26,12 +26,13 @@ from pipeline.errors import (
     ProgressStoreWarning,
 )
 from pipeline.inputs import InputFile, expand_inputs, local_roots
+from pipeline.locations import local_path
 from pipeline.preflight import check_paths_visible, check_versions
 from pipeline.progress.publisher import DEFAULT_TTL_S, RedisProgress
 from pipeline.progress.store import RedisStore
 from pipeline.results import BatchReport, BatchStatus
 from pipeline.storage import OutputRoot
-from pipeline.url_lists import UrlListColumns
+from pipeline.url_lists import UrlListColumns, is_url_list
 
 PathOrUrl = str | os.PathLike[str]
 REDIS_URL_VARIABLE = "THUMBFLOW_REDIS_URL"
@@ -171,7 +172,9 @@ def submit(
         if connection.cluster is None:  # a cluster we did not start: check before touching it
             check_versions(connection.client)
             # file:// names as paths, globs by their folder: what must exist on every worker
-            check_paths_visible(connection.client, local_roots(named), writable=root.url)
+            # (a URL list is read here, on the client: the workers fetch its URLs, not it)
+            read_by_workers = [name for name in named if not _is_local_url_list(name)]
+            check_paths_visible(connection.client, local_roots(read_by_workers), writable=root.url)
         if detached:
             assert store is not None
             return _submit_detached(batch_id, files, config, root, connection, store, redis_ttl_s)
@@ -312,6 +315,11 @@ def _submit_detached(
         time.sleep(0.05)
     connection.close()
     return BatchHandle(remote)
+
+
+def _is_local_url_list(name: str) -> bool:
+    path = local_path(name)
+    return path is not None and is_url_list(path) and os.path.isfile(path)
 
 
 def _require_workers(connection: Connection, timeout: float = 30.0) -> None:
