@@ -28,7 +28,7 @@ class WebServer:
         self.latency_s = 0.0  # before every answer (the benchmark's)
         self.stop = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _Listening(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
 
     @property
@@ -61,6 +61,12 @@ def serving() -> Iterator[WebServer]:
         yield server
     finally:
         server.close()
+
+
+class _Listening(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops connections that workers open at once, and
+    # each dropped one waits a second for the kernel's retry: a delay no real server adds
+    request_queue_size = 128
 
 
 def _handler_for(server: WebServer) -> type[BaseHTTPRequestHandler]:

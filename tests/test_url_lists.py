@@ -27,7 +27,8 @@ from pipeline.errors import ConfigError, InputError
 from pipeline.inputs import expand_inputs
 from pipeline.samples import photo_like
 from pipeline.url_lists import UrlListColumns
-from pipeline.worker.fetched import spool_folder
+from pipeline.worker.fetched import remove_batch_spool, spool_folder
+from pipeline.worker.tasks import hash_chunk
 from tests.commands import NEUTRAL_CWD, THUMBFLOW, command_env
 from tests.helpers import manifest_counts, read_rows
 from tests.http_server import TEN_GB, WebServer, serving
@@ -289,3 +290,22 @@ def test_cli_runs_a_csv_url_list(server: WebServer, tmp_path: Path) -> None:
         ("failed", {"caption": "gone"}),
         ("failed", {"caption": "empty"}),
     ]
+
+
+def test_a_chunk_fetches_its_urls_at_once() -> None:
+    """Eight URLs behind 0.3 s of latency each hash in about one round trip, not eight."""
+    with serving() as slow:
+        slow.latency_s = 0.3
+        for number in range(8):
+            slow.files[f"{number}.jpg"] = _jpeg(20 + number)
+        items = [(number, slow.url(f"/file/{number}.jpg")) for number in range(8)]
+        started = time.monotonic()
+        try:
+            hashed = hash_chunk(items, PipelineConfig(fetch=FETCH))
+        finally:
+            remove_batch_spool("no-batch")  # outside Dask, the stage spools under this name
+        elapsed = time.monotonic() - started
+    assert [work.sha256 for work in hashed] == [
+        hashlib.sha256(slow.files[f"{number}.jpg"]).hexdigest() for number in range(8)
+    ]
+    assert elapsed < 8 * 0.3 / 2

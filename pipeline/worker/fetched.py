@@ -40,7 +40,9 @@ SPOOL_FOLDER = "thumbflow-fetched"
 _OUTSIDE_DASK = "no-batch"  # a stage called directly (tests): no driver sweeps after it
 
 
-def _batch_id() -> str:
+def current_batch_id() -> str:
+    """The batch of the running task; ask in the task's own thread (Dask knows a task by the
+    thread running it, and the fetches of a chunk run in threads of their own)."""
     try:
         key = parse_key(get_worker().get_current_task())
     except ValueError:
@@ -96,15 +98,15 @@ def _fetch_into_spool(url: str, config: PipelineConfig, folder: str) -> Digest:
     return spool.keep(folder)
 
 
-def fetch_and_hash(url: str, config: PipelineConfig) -> Digest:
+def fetch_and_hash(url: str, config: PipelineConfig, batch_id: str) -> Digest:
     """The hash step of a URL: fetch it once into this machine's spool, return its digest."""
-    return _fetch_into_spool(url, config, spool_folder(_batch_id()))
+    return _fetch_into_spool(url, config, spool_folder(batch_id))
 
 
 def spooled_copy(url: str, digest: Digest, config: PipelineConfig) -> str:
     """The path of the bytes the hash step fetched for ``digest``; fetched again (and held to
     the same digest) when this worker's machine has no copy."""
-    folder = spool_folder(_batch_id())
+    folder = spool_folder(current_batch_id())
     path = os.path.join(folder, digest.sha256)
     if os.path.exists(path):
         return path
@@ -121,7 +123,7 @@ def spooled_copy(url: str, digest: Digest, config: PipelineConfig) -> str:
 
 def release(sha256: str) -> None:
     """The bytes are read (or no longer needed): free the disk."""
-    _remove(os.path.join(spool_folder(_batch_id()), sha256))
+    _remove(os.path.join(spool_folder(current_batch_id()), sha256))
 
 
 def remove_batch_spool(batch_id: str) -> None:
