@@ -309,3 +309,24 @@ def test_a_chunk_fetches_its_urls_at_once() -> None:
         hashlib.sha256(slow.files[f"{number}.jpg"]).hexdigest() for number in range(8)
     ]
     assert elapsed < 8 * 0.3 / 2
+
+
+def test_cancel_does_not_wait_for_every_stalled_url(
+    server: WebServer, cluster_client: Client, tmp_path: Path
+) -> None:
+    """Twenty stalled URLs, two fetched at a time per chunk of five: a cancelled chunk starts no
+    new fetch, so cancel waits for one timeout, not for each URL's in turn."""
+    server.files["stall.jpg"] = _jpeg(30)
+    listing = tmp_path / "stalled.txt"
+    listing.write_text("".join(server.url(f"/stalled/stall.jpg?{n}") + "\n" for n in range(20)))
+    fetch = FetchSettings(timeout_s=4, retries=0, concurrency=2)
+    handle = pipeline.submit(
+        [listing], tmp_path / "out", client=cluster_client, config=PipelineConfig(fetch=fetch)
+    )
+    time.sleep(1)
+    started = time.monotonic()
+    status = handle.cancel(timeout=60)
+    assert time.monotonic() - started < 4 + 3
+    assert status.state == "cancelled"
+    assert status.cancelled + status.failed == 20
+    assert not os.path.exists(spool_folder(handle.batch_id))

@@ -40,7 +40,7 @@ from pipeline.storage import (
     record_name,
 )
 from pipeline.worker import fetched
-from pipeline.worker.cancellation import TaskCancelled, current_task_cancelled
+from pipeline.worker.cancellation import TaskCancelled, cancel_check, current_task_cancelled
 from pipeline.worker.identity import current_writer
 from pipeline.worker.image_warnings import collecting, merged
 
@@ -121,10 +121,13 @@ def hash_chunk(
     kept on this machine for the later steps (``pipeline.worker.fetched`` says why there)."""
     config = config or PipelineConfig()
     batch_id = fetched.current_batch_id()
+    cancelled = cancel_check()
 
     def digest(work: ImageWork) -> Action:
         def action(_: dict[str, float]) -> ImageWork:
             if is_http(work.source):
+                if cancelled():  # a chunk of stalled URLs would hold the worker for minutes
+                    raise TaskCancelled
                 found = fetched.fetch_and_hash(work.source, config, batch_id)
                 return replace(work, sha256=found.sha256, size_bytes=found.size_bytes)
             try:
@@ -143,12 +146,18 @@ def hash_chunk(
 
     fetching = sum(is_http(work.source) for work in works)
     if fetching < 2 or config.fetch.concurrency < 2:
-        return [hashed(work) for work in works]
+        try:
+            return [hashed(work) for work in works]
+        except TaskCancelled:
+            return []
     # A URL mostly waits for the network: fetch a chunk's URLs at once (threads: the wait
     # releases the GIL), so a chunk of 20 URLs behind 50 ms of latency costs a round trip or
     # two, not twenty, while the worker's one task thread would otherwise sit idle.
-    with ThreadPoolExecutor(min(fetching, config.fetch.concurrency)) as pool:
-        return list(pool.map(hashed, works))
+    try:
+        with ThreadPoolExecutor(min(fetching, config.fetch.concurrency)) as pool:
+            return list(pool.map(hashed, works))
+    except TaskCancelled:  # Dask throws a cancelled task's result away
+        return []
 
 
 def _planned_paths(sha256: str, config: PipelineConfig) -> list[str]:
