@@ -9,7 +9,7 @@ in the user's process; workers and the scheduler import the package too, to run 
 
 from pipeline._version import __version__
 from pipeline.api import BatchHandle, cancel, list_batches, run, status, submit
-from pipeline.config import Encoding, PipelineConfig, Size
+from pipeline.config import Encoding, FetchSettings, PipelineConfig, Size
 from pipeline.errors import (
     BatchNotFound,
     ClusterError,
@@ -34,6 +34,7 @@ __all__ = [
     "ConfigError",
     "Encoding",
     "Failure",
+    "FetchSettings",
     "InputError",
     "InputWarning",
     "OutputError",

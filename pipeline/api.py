@@ -26,11 +26,13 @@ from pipeline.errors import (
     ProgressStoreWarning,
 )
 from pipeline.inputs import InputFile, expand_inputs, local_roots
+from pipeline.locations import local_path
 from pipeline.preflight import check_paths_visible, check_versions
 from pipeline.progress.publisher import DEFAULT_TTL_S, RedisProgress
 from pipeline.progress.store import RedisStore
 from pipeline.results import BatchReport, BatchStatus
 from pipeline.storage import OutputRoot
+from pipeline.url_lists import UrlListColumns, is_url_list
 
 PathOrUrl = str | os.PathLike[str]
 REDIS_URL_VARIABLE = "THUMBFLOW_REDIS_URL"
@@ -126,6 +128,8 @@ def submit(
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
     performance_report: str | None = None,
+    url_column: str = "url",
+    keep_columns: Iterable[str] = (),
     detached: bool = False,
 ) -> BatchHandle:
     """Start a batch and return its handle at once.
@@ -147,12 +151,18 @@ def submit(
 
     ``performance_report="report.html"`` saves Dask's performance report of the batch (task
     stream, worker profiles, bandwidth) to that file when it ends.
+
+    An input named directly that ends in ``.txt``, ``.csv``, ``.tsv`` or ``.parquet`` is a list
+    of ``http(s)://`` URLs, one input per row (``pipeline.url_lists``): ``url_column`` names
+    the URL's column in a CSV/TSV/Parquet list, ``keep_columns`` the columns each row carries
+    to its manifest row. ``config.fetch`` sets the workers' timeouts and retries.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     named = [os.fspath(item) for item in inputs]
     root = OutputRoot(os.fspath(output))
-    files = expand_inputs(named, output_root=root.url)
+    columns = UrlListColumns(url_column, tuple(keep_columns))
+    files = expand_inputs(named, output_root=root.url, url_columns=columns)
     root.check_writable()
     batch_id = new_batch_id()
     store = _progress_store(redis_url, required=require_redis or detached)
@@ -162,7 +172,9 @@ def submit(
         if connection.cluster is None:  # a cluster we did not start: check before touching it
             check_versions(connection.client)
             # file:// names as paths, globs by their folder: what must exist on every worker
-            check_paths_visible(connection.client, local_roots(named), writable=root.url)
+            # (a URL list is read here, on the client: the workers fetch its URLs, not it)
+            read_by_workers = [name for name in named if not _is_local_url_list(name)]
+            check_paths_visible(connection.client, local_roots(read_by_workers), writable=root.url)
         if detached:
             assert store is not None
             return _submit_detached(batch_id, files, config, root, connection, store, redis_ttl_s)
@@ -199,6 +211,8 @@ def run(
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
     performance_report: str | None = None,
+    url_column: str = "url",
+    keep_columns: Iterable[str] = (),
 ) -> BatchReport:
     """``submit(...)`` with the same options, and wait for the report."""
     options: dict[str, Any] = {
@@ -301,6 +315,11 @@ def _submit_detached(
         time.sleep(0.05)
     connection.close()
     return BatchHandle(remote)
+
+
+def _is_local_url_list(name: str) -> bool:
+    path = local_path(name)
+    return path is not None and is_url_list(path) and os.path.isfile(path)
 
 
 def _require_workers(connection: Connection, timeout: float = 30.0) -> None:

@@ -184,6 +184,32 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
         default="srgb",
         help="convert ICC profiles to sRGB (default) or keep them",
     )
+    urls = parser.add_argument_group(
+        "URL lists (an input named NAME.txt, .csv, .tsv or .parquet: one http(s) URL a row)"
+    )
+    urls.add_argument(
+        "--url-column", default="url", metavar="NAME", help="the URL's column (default: url)"
+    )
+    urls.add_argument(
+        "--keep-column",
+        dest="keep_columns",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="carry this column to the manifest row (repeatable)",
+    )
+    urls.add_argument(
+        "--fetch-timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help="connecting, and each wait for more bytes (default 30)",
+    )
+    urls.add_argument(
+        "--fetch-retries",
+        type=int_between(0, 20),
+        metavar="N",
+        help="tries again after a reset, 429 or 5xx (default 3)",
+    )
     parser.add_argument(
         "--workers", type=positive_int, metavar="N", help="local worker processes (default: cores)"
     )
@@ -312,6 +338,10 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
         config = replace(config, max_frames=args.max_frames)
     if args.max_file_mb is not None:
         config = replace(config, max_file_bytes=max(1, int(args.max_file_mb * 1024 * 1024)))
+    if args.fetch_timeout is not None:
+        config = replace(config, fetch=replace(config.fetch, timeout_s=args.fetch_timeout))
+    if args.fetch_retries is not None:
+        config = replace(config, fetch=replace(config.fetch, retries=args.fetch_retries))
     return config
 
 
@@ -443,6 +473,8 @@ def _submit(args: argparse.Namespace, inputs: Sequence[str]) -> api.BatchHandle:
             security=_security(args),
             performance_report=args.report,
             detached=args.detached,
+            url_column=args.url_column,
+            keep_columns=args.keep_columns,
         )
     for warning in caught:
         print(f"thumbflow: warning: {warning.message}", file=sys.stderr)

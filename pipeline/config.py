@@ -22,6 +22,8 @@ field                   meaning                                       default
 ``accept_truncated``    derivatives from files that end early         ``False`` (refuse)
 ``allow_formats``       formats read besides JPEG, PNG, GIF, WebP,    none
                         TIFF, BMP, AVIF (``EXTRA_FORMATS``)
+``fetch``               how workers fetch ``http(s)://`` sources:     ``FetchSettings()``
+                        timeouts, retries, redirects
 ======================  ============================================  =========================
 
 Every limit is checked from the file's size or header, before any pixel is decoded.
@@ -185,6 +187,46 @@ DEFAULT_SIZES = (
 DEFAULT_ENCODINGS = (Encoding(format="jpeg", quality=85), Encoding(format="webp", quality=80))
 
 
+@dataclass(frozen=True, kw_only=True)
+class FetchSettings:
+    """How a worker fetches an ``http(s)://`` source (``pipeline.stages.http_fetch``); the size
+    limit is the config's ``max_file_bytes``.
+
+    ``timeout_s`` bounds the connection and every wait for more bytes (a stalled server),
+    ``deadline_s`` one whole attempt (a server that drips a byte at a time). Transient answers
+    (a reset connection, 429, 5xx, a body cut short) are tried again up to ``retries`` times,
+    after ``backoff_s`` doubling each time, or after the server's ``Retry-After`` if it asks,
+    never longer than ``retry_after_max_s``. Timeouts are not retried: a stalled server would
+    otherwise hold a worker for several timeouts. A worker fetches up to ``concurrency`` URLs
+    of a chunk at once, so the network's latency overlaps instead of adding up."""
+
+    timeout_s: float = 30.0
+    deadline_s: float = 300.0
+    retries: int = 3
+    backoff_s: float = 0.5
+    retry_after_max_s: float = 30.0
+    max_redirects: int = 5
+    concurrency: int = 16
+
+    def __post_init__(self) -> None:
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+            raise ConfigError(f"fetch concurrency {self.concurrency!r}: must be 1..64")
+        if not 1 <= self.concurrency <= 64:
+            raise ConfigError(f"fetch concurrency {self.concurrency!r}: must be 1..64")
+        for name in ("timeout_s", "deadline_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"fetch {name} {value!r}: must be a positive number of seconds")
+        for name in ("backoff_s", "retry_after_max_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"fetch {name} {value!r}: must be 0 or more seconds")
+        for name in ("retries", "max_redirects"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+                raise ConfigError(f"fetch {name} {value!r}: must be a whole number 0..20")
+
+
 # Bump when thumbflow changes how pixels or encoded bytes come out of equal settings (another
 # resampling filter, colour conversion or cascade): every output then gets a new name, and
 # nothing made before is taken for what the new code would make.
@@ -224,6 +266,8 @@ class PipelineConfig:
     # (``stages.opening.accepted_formats``), so a file one of them reads is read the same way
     # whatever else is allowed, and a TGA gives the same bytes in every batch that allows it.
     allow_formats: tuple[str, ...] = ()
+    # Not in any fingerprint either: how a URL's bytes arrive never changes what they are.
+    fetch: FetchSettings = FetchSettings()
 
     def __post_init__(self) -> None:
         if not self.sizes:
@@ -250,6 +294,8 @@ class PipelineConfig:
         extra = {allowed_format(name) for name in self.allow_formats} - {None}
         # Normalised here, so equal settings make equal (and equally cached) configs.
         object.__setattr__(self, "allow_formats", tuple(sorted(name for name in extra if name)))
+        if not isinstance(self.fetch, FetchSettings):
+            raise ConfigError("fetch: a FetchSettings, e.g. FetchSettings(timeout_s=10)")
         if len(self.background) != 3 or not all(0 <= c <= 255 for c in self.background):
             raise ConfigError(f"background {self.background}: expected three values 0..255")
 

@@ -90,6 +90,14 @@ FailureCode = Literal[
     "encode_error",
     "write_error",
     "changed_during_batch",  # the file's bytes changed between hashing and decoding
+    # URLs (pipeline.stages.http_fetch, pipeline.url_lists)
+    "bad_url",  # a URL list's row holds no http(s):// URL (an empty cell, another scheme)
+    "http_error",  # the server answered with an error status; the message names it
+    "timeout",  # no byte for the fetch timeout, or the whole fetch took over its deadline
+    "too_large",  # the body announced or sent more than max_file_bytes (never read past it)
+    "unreachable",  # no connection (refused, reset, name unknown) after every retry
+    "too_many_redirects",  # more redirects than allowed: a loop, or a chain too long
+    "incomplete_download",  # the body ended before its announced length, after every retry
     "worker_died",  # decoding it killed its worker every time it was tried (memory, a crash)
     "internal_error",  # a bug in thumbflow; the message carries the exception
 ]

@@ -86,7 +86,7 @@ class BatchGraph:
     # task (17 % of the client's CPU in a profile of the photo batch).
 
     def hash_task(self, chunk: int, items: Sequence[tuple[int, str]]) -> Any:
-        work = partial(hash_chunk, list(items))
+        work = partial(hash_chunk, list(items), config=self.config)  # URLs: fetch settings
         return delayed(work, pure=False)(dask_key_name=self.key("hash", chunk))
 
     def process_tasks(self, chunk: int, hashed: Sequence[ImageWork], keep: frozenset[int]) -> Any:

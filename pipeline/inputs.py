@@ -13,6 +13,9 @@ One rule for local paths and URLs alike:
   ``InputWarning`` and the batch goes on.
 - The output root is never an input, wherever it sits: a batch writing into a folder below its
   inputs would otherwise read its own derivatives, records and manifests on the next run.
+- A local file named directly whose name ends in ``.txt``, ``.csv``, ``.tsv`` or ``.parquet`` is
+  a list of URLs (``pipeline.url_lists``): each of its rows is one input, even two rows with
+  the same URL.
 """
 
 from __future__ import annotations
@@ -22,20 +25,29 @@ import glob
 import os
 import posixpath
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import fsspec
 
-from pipeline.errors import InputError, InputWarning
+from pipeline.errors import Failure, InputError, InputWarning
 from pipeline.locations import filesystem_for, local_path
 from pipeline.redaction import redact_location
+from pipeline.url_lists import UrlListColumns, is_url_list, read_url_list
 
 
 @dataclass(frozen=True)
 class InputFile:
+    """One input. From a URL list (``pipeline.url_lists``): ``size_bytes`` is 0 (unknown until
+    fetched), ``columns`` what its row carries to the manifest, and ``refusal`` why the row
+    cannot be fetched at all (it is then recorded as failed without being sent to a worker)."""
+
     source: str
     size_bytes: int
+    columns: Mapping[str, Any] | None = None
+    refusal: Failure | None = None
+    listed: bool = False  # a row of a URL list: one input per row, even for a repeated URL
 
 
 class _OutputRoot:
@@ -92,6 +104,7 @@ class _Expansion:
     (a loop reached from two inputs, or by a walk and a glob, is one warning)."""
 
     output: _OutputRoot
+    url_columns: UrlListColumns = field(default_factory=UrlListColumns)
     reported_loops: set[tuple[int, int]] = field(default_factory=set)
 
     def folders(self, top: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
@@ -187,6 +200,9 @@ class _Expansion:
             yield from self._expand_url(item)
         elif os.path.isdir(path):
             yield from self.walk(os.path.abspath(path))
+        elif os.path.isfile(path) and is_url_list(path):
+            for row in read_url_list(path, self.url_columns):
+                yield InputFile(row.url, 0, row.columns, row.refusal, listed=True)
         elif os.path.isfile(path):
             if not self.output.holds_local(path):
                 yield InputFile(os.path.abspath(path), os.stat(path).st_size)
@@ -306,19 +322,27 @@ def local_roots(names: Iterable[str]) -> list[str]:
 
 
 def expand_inputs(
-    items: Iterable[str | os.PathLike[str]], output_root: str | os.PathLike[str] | None = None
+    items: Iterable[str | os.PathLike[str]],
+    output_root: str | os.PathLike[str] | None = None,
+    url_columns: UrlListColumns | None = None,
 ) -> list[InputFile]:
     """Every file the inputs name, in the order given (folders sorted), each listed once even
     when two inputs overlap, none of them inside ``output_root``. Local paths come back
     absolute: they travel to workers that may run in another folder. Raises ``InputError`` if
     an input is missing or nothing is found, ``UnsupportedURL`` (a ``ConfigError``) for a URL
-    this installation cannot read; warns (``InputWarning``) of a symbolic link loop it skipped."""
-    expansion = _Expansion(_OutputRoot(None if output_root is None else os.fspath(output_root)))
+    this installation cannot read; warns (``InputWarning``) of a symbolic link loop it skipped.
+    ``url_columns``: how to read CSV/TSV/Parquet URL lists (``pipeline.url_lists``)."""
+    expansion = _Expansion(
+        _OutputRoot(None if output_root is None else os.fspath(output_root)),
+        url_columns or UrlListColumns(),
+    )
     seen: set[str] = set()
     files: list[InputFile] = []
     for item in items:
         for found in expansion.expand(os.fspath(item)):
-            if found.source not in seen:
+            if found.listed:
+                files.append(found)
+            elif found.source not in seen:
                 seen.add(found.source)
                 files.append(found)
     if not files:

@@ -71,9 +71,14 @@ class ImageResult:
     reused: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # A URL list's row: the columns the user asked to carry (``keep_columns``); only then
+    # in the manifest row.
+    columns: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         row = asdict(self)
+        if self.columns is None:
+            del row["columns"]
         row["warnings"] = list(self.warnings)
         row["timings_ms"] = {step: round(ms, 3) for step, ms in self.timings_ms.items()}
         return row

@@ -17,6 +17,7 @@ from pipeline.progress.publisher import RedisProgress, summary_fields
 from pipeline.results import BatchState
 from pipeline.storage import OutputRoot, image_folder, temporary_owner
 from pipeline.worker.cancellation import running_tasks
+from pipeline.worker.fetched import remove_batch_spool
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,15 @@ def remove_orphaned_temporaries(
         return
     if removed:
         logger.info("batch %s: removed %d files left by a lost worker", batch_id, removed)
+
+
+def remove_fetched(client: Client, batch_id: str) -> None:
+    """URLs' bytes the batch fetched and did not decode (a duplicate's, a cancelled image's):
+    off every worker's disk (``pipeline.worker.fetched``)."""
+    try:
+        client.run(remove_batch_spool, batch_id, on_error="return")
+    except Exception as error:  # the cluster is going away: its machines' temp dirs with it
+        logger.debug("batch %s: cannot tidy fetched files (%s)", batch_id, error)
 
 
 def publish_summary(

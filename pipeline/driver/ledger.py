@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import get_args
 
 from pipeline.driver.dedup import DuplicateTracker
@@ -56,7 +57,7 @@ class Ledger:
         with self._lock:
             settled = [result]
             while settled:
-                result = settled.pop()
+                result = self._with_columns(settled.pop())
                 if not self._manifest.write(result):
                     continue
                 tally = counted_as(result.status)
@@ -70,6 +71,25 @@ class Ledger:
                 if self.progress is not None:
                     self.progress.image(result)  # only queues: never waits for Redis
                 settled += self._duplicates.settle(result)
+
+    def _with_columns(self, result: ImageResult) -> ImageResult:
+        """A URL list's row carries its columns (kept here, in the driver: they never travel to
+        the workers)."""
+        columns = self.inputs[result.index].columns
+        if columns is None or result.columns is not None:
+            return result
+        return replace(result, columns=dict(columns))
+
+    def refuse_unfetchable(self) -> list[int]:
+        """Record the URL-list rows that hold no URL to fetch as failed (nothing to send to a
+        worker); return the indices of every other input."""
+        usable = []
+        for index, item in enumerate(self.inputs):
+            if item.refusal is None:
+                usable.append(index)
+            else:
+                self.record(ImageResult(index, item.source, "failed", failure=item.refusal))
+        return usable
 
     def new_images(self, hashed: Sequence[ImageWork]) -> frozenset[int]:
         """From one chunk's hash results (in input order): record hash failures and duplicates

@@ -38,6 +38,7 @@ from pipeline.inputs import InputFile
 from pipeline.keys import parse_key
 from pipeline.progress.publisher import FINAL_STATE_WAIT_S, RedisProgress
 from pipeline.results import BatchReport, BatchState, BatchStatus, ImageResult
+from pipeline.stages.http_fetch import is_http
 from pipeline.storage import OutputRoot
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,10 @@ class BatchRun:
         workers = client.nthreads()  # worker address → threads
         self._workers_at_start = set(workers)
         threads = sum(workers.values()) or 1
-        window = Window(plan_chunks(self.inputs, parallelism=threads), size=max(8, 4 * threads))
+        usable = self.ledger.refuse_unfetchable()
+        planned = plan_chunks([self.inputs[index] for index in usable], parallelism=threads)
+        chunks = [[usable[position] for position in chunk] for chunk in planned]
+        window = Window(chunks, size=max(8, 4 * threads))
         completions = as_completed(loop=client.loop)
         self._submit_hashes(window, completions)
         for finished in completions.batches():
@@ -275,6 +279,8 @@ class BatchRun:
                 workers_at_start=self._workers_at_start,
                 digests=self.ledger.processed_digests,
             )
+        if any(is_http(item.source) for item in self.inputs):  # after cancelled tasks settled
+            finish.remove_fetched(self.connection.client, self.batch_id)
         with self._lock:
             self._elapsed = self._since_start()
             if self._error is not None:

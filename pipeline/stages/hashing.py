@@ -31,7 +31,7 @@ def sha256_of(source: str, chunk_bytes: int = CHUNK_BYTES) -> Digest:
     return Digest(sha256=digest.hexdigest(), size_bytes=size)
 
 
-def read_as_hashed(source: str, digest: Digest) -> bytes:
+def read_as_hashed(source: str, digest: Digest, *, stored_at: str | None = None) -> bytes:
     """The bytes of ``source``, provided they are still the ones ``digest`` was taken of.
 
     The path is read again long after it was hashed (other images of its chunk come first), and
@@ -39,8 +39,11 @@ def read_as_hashed(source: str, digest: Digest) -> bytes:
     the bytes decoded are read once, into memory, and hashed again: they are the bytes the
     digest names, or the image fails. At most one byte more than was hashed is read, so a file
     grown meanwhile cannot hold more memory than the size limits already allowed.
+
+    ``stored_at`` is where the bytes are read from when that is not ``source`` itself (a URL's
+    bytes fetched to the worker's disk, ``pipeline.worker.fetched``); messages name ``source``.
     """
-    with open_binary(source) as stream:
+    with open_binary(stored_at or source) as stream:
         data = stream.read(digest.size_bytes + 1)
     if len(data) != digest.size_bytes or hashlib.sha256(data).hexdigest() != digest.sha256:
         message = (

@@ -189,10 +189,14 @@ def _checked_header(source: str, image: Image.Image, config: PipelineConfig) -> 
     return header
 
 
-def read_header(source: str, size_bytes: int, config: PipelineConfig) -> ImageHeader:
-    """The image's header facts, or ``ImageError`` saying why it is refused."""
+def read_header(
+    source: str, size_bytes: int, config: PipelineConfig, *, stored_at: str | None = None
+) -> ImageHeader:
+    """The image's header facts, or ``ImageError`` saying why it is refused. ``stored_at``:
+    where to read the bytes when not from ``source`` (a URL's fetched copy); refusals name
+    ``source``."""
     limits.check_file_size(source, size_bytes, config)
-    with open_binary(source) as stream:
+    with open_binary(stored_at or source) as stream:
         return _header_from(source, stream, size_bytes, config)
 
 

@@ -11,6 +11,8 @@ for zero everywhere before a cancelled batch reports that it has settled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from distributed import Worker, get_worker
 
 from pipeline.keys import belongs_to
@@ -33,6 +35,22 @@ def current_task_cancelled() -> bool:
     key = worker.get_current_task()
     task = worker.state.tasks.get(key)
     return task is None or task.state == "cancelled"
+
+
+def cancel_check() -> Callable[[], bool]:
+    """``current_task_cancelled`` for threads the task starts (its URL fetches): Dask knows a
+    task by the thread running it, so the task's key is read here, in the task's thread."""
+    try:
+        worker = get_worker()
+    except ValueError:
+        return lambda: False
+    key = worker.get_current_task()
+
+    def cancelled() -> bool:
+        task = worker.state.tasks.get(key)
+        return task is None or task.state == "cancelled"
+
+    return cancelled
 
 
 def running_tasks(batch_id: str, dask_worker: Worker) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -26,6 +27,7 @@ from pipeline.errors import Failure, ImageError, Step
 from pipeline.results import ImageResult, OutputFile
 from pipeline.stages.encode import encode
 from pipeline.stages.hashing import Digest, read_as_hashed, sha256_of
+from pipeline.stages.http_fetch import is_http
 from pipeline.stages.metadata import NOTHING, Carried
 from pipeline.stages.resize import cascade, decode_bytes
 from pipeline.stages.validate import ImageHeader, header_of_bytes, read_header
@@ -37,7 +39,8 @@ from pipeline.storage import (
     image_folder,
     record_name,
 )
-from pipeline.worker.cancellation import TaskCancelled, current_task_cancelled
+from pipeline.worker import fetched
+from pipeline.worker.cancellation import TaskCancelled, cancel_check, current_task_cancelled
 from pipeline.worker.identity import current_writer
 from pipeline.worker.image_warnings import collecting, merged
 
@@ -111,9 +114,22 @@ def _attempted(work: ImageWork, step: Step, action: Action, *, timed: bool) -> I
         return replace(work, failure=failure, renders=None, timings_ms=timings)
 
 
-def hash_chunk(items: Sequence[tuple[int, str]]) -> list[ImageWork]:
+def hash_chunk(
+    items: Sequence[tuple[int, str]], config: PipelineConfig | None = None
+) -> list[ImageWork]:
+    """The digest of each source. An ``http(s)://`` source is fetched here, once, and its bytes
+    kept on this machine for the later steps (``pipeline.worker.fetched`` says why there)."""
+    config = config or PipelineConfig()
+    batch_id = fetched.current_batch_id()
+    cancelled = cancel_check()
+
     def digest(work: ImageWork) -> Action:
         def action(_: dict[str, float]) -> ImageWork:
+            if is_http(work.source):
+                if cancelled():  # a chunk of stalled URLs would hold the worker for minutes
+                    raise TaskCancelled
+                found = fetched.fetch_and_hash(work.source, config, batch_id)
+                return replace(work, sha256=found.sha256, size_bytes=found.size_bytes)
             try:
                 found = sha256_of(work.source)
             except OSError as error:
@@ -123,7 +139,25 @@ def hash_chunk(items: Sequence[tuple[int, str]]) -> list[ImageWork]:
 
         return action
 
-    return [_attempt(work, "hash", digest(work)) for work in (ImageWork(i, s) for i, s in items)]
+    works = [ImageWork(index, source) for index, source in items]
+
+    def hashed(work: ImageWork) -> ImageWork:
+        return _attempt(work, "hash", digest(work))
+
+    fetching = sum(is_http(work.source) for work in works)
+    if fetching < 2 or config.fetch.concurrency < 2:
+        try:
+            return [hashed(work) for work in works]
+        except TaskCancelled:
+            return []
+    # A URL mostly waits for the network: fetch a chunk's URLs at once (threads: the wait
+    # releases the GIL), so a chunk of 20 URLs behind 50 ms of latency costs a round trip or
+    # two, not twenty, while the worker's one task thread would otherwise sit idle.
+    try:
+        with ThreadPoolExecutor(min(fetching, config.fetch.concurrency)) as pool:
+            return list(pool.map(hashed, works))
+    except TaskCancelled:  # Dask throws a cancelled task's result away
+        return []
 
 
 def _planned_paths(sha256: str, config: PipelineConfig) -> list[str]:
@@ -178,7 +212,8 @@ def validate_chunk(
 
     def check(work: ImageWork) -> Action:
         def action(_: dict[str, float]) -> ImageWork:
-            header = read_header(work.source, work.size_bytes, config)
+            stored_at = _fetched_copy(work, config)
+            header = read_header(work.source, work.size_bytes, config, stored_at=stored_at)
             kept = _intact_outputs(work.sha256, config, root)
             planned = _planned_paths(work.sha256, config)
             if all(path in kept for path in planned):
@@ -188,7 +223,19 @@ def validate_chunk(
 
         return action
 
-    return [_attempt(work, "validate", check(work)) for work in hashed if work.index in keep]
+    checked = [_attempt(work, "validate", check(work)) for work in hashed if work.index in keep]
+    for work in checked:
+        if is_http(work.source) and not work.active:  # refused or reused: nothing to decode
+            fetched.release(work.sha256)
+    return checked
+
+
+def _fetched_copy(work: ImageWork, config: PipelineConfig) -> str | None:
+    """Where a URL's bytes are on this machine (None for a file or fsspec source, read where
+    it is)."""
+    if not is_http(work.source):
+        return None
+    return fetched.spooled_copy(work.source, Digest(work.sha256, work.size_bytes), config)
 
 
 def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list[ImageWork]:
@@ -197,7 +244,11 @@ def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list
             if current_task_cancelled():
                 raise TaskCancelled
             with _timed(timings, "decode"):
-                data = read_as_hashed(work.source, Digest(work.sha256, work.size_bytes))
+                stored_at = _fetched_copy(work, config)
+                digest = Digest(work.sha256, work.size_bytes)
+                data = read_as_hashed(work.source, digest, stored_at=stored_at)
+                if stored_at is not None:
+                    fetched.release(work.sha256)  # in memory now, and decoded once
                 # Validate read the path earlier; the limits must hold for these very bytes.
                 header = header_of_bytes(work.source, data, config)
                 decoded = decode_bytes(work.source, data, header, config)
