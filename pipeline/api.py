@@ -8,7 +8,7 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -25,8 +25,8 @@ from pipeline.errors import (
     ProgressStoreUnavailable,
     ProgressStoreWarning,
 )
-from pipeline.inputs import InputFile, expand_inputs, local_roots
-from pipeline.preflight import check_paths_visible, check_versions
+from pipeline.inputs import InputFile, expand_inputs, local_roots, url_roots
+from pipeline.preflight import check_paths_visible, check_storage_reachable, check_versions
 from pipeline.progress.publisher import DEFAULT_TTL_S, RedisProgress
 from pipeline.progress.store import RedisStore
 from pipeline.results import BatchReport, BatchStatus
@@ -126,6 +126,7 @@ def submit(
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
     performance_report: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     detached: bool = False,
 ) -> BatchHandle:
     """Start a batch and return its handle at once.
@@ -147,12 +148,17 @@ def submit(
 
     ``performance_report="report.html"`` saves Dask's performance report of the batch (task
     stream, worker profiles, bandwidth) to that file when it ends.
+
+    ``storage_options`` are fsspec's for the URL inputs and output (say, ``{"key": …,
+    "secret": …, "client_kwargs": {"endpoint_url": …}}`` for s3fs); they travel to the workers
+    with the tasks and are never shown. Without them fsspec uses the usual places (environment
+    variables, profiles, its ``FSSPEC_<PROTOCOL>_<OPTION>`` configuration) on each machine.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     named = [os.fspath(item) for item in inputs]
-    root = OutputRoot(os.fspath(output))
-    files = expand_inputs(named, output_root=root.url)
+    root = OutputRoot(os.fspath(output), storage_options)
+    files = expand_inputs(named, output_root=root.url, storage_options=root.storage_options)
     root.check_writable()
     batch_id = new_batch_id()
     store = _progress_store(redis_url, required=require_redis or detached)
@@ -163,6 +169,8 @@ def submit(
             check_versions(connection.client)
             # file:// names as paths, globs by their folder: what must exist on every worker
             check_paths_visible(connection.client, local_roots(named), writable=root.url)
+            # URLs: every worker must reach the store (its credentials and endpoint are its own)
+            check_storage_reachable(connection.client, url_roots(named), root)
         if detached:
             assert store is not None
             return _submit_detached(batch_id, files, config, root, connection, store, redis_ttl_s)
@@ -199,6 +207,7 @@ def run(
     require_redis: bool = False,
     redis_ttl_s: float = DEFAULT_TTL_S,
     performance_report: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> BatchReport:
     """``submit(...)`` with the same options, and wait for the report."""
     options: dict[str, Any] = {
@@ -289,6 +298,7 @@ def _submit_detached(
         output=root.url,
         redis_url=store.url,
         ttl_s=ttl_s,
+        storage_options=root.storage_options,
     )
     # The record exists from now on, so status() works before the driver has started.
     store.create(batch_id, {"state": "queued", "created_at": time.time(), "total": len(files)})

@@ -22,14 +22,15 @@ import glob
 import os
 import posixpath
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import fsspec
 
 from pipeline.errors import InputError, InputWarning
 from pipeline.locations import filesystem_for, local_path
-from pipeline.redaction import redact_location
+from pipeline.redaction import redact_location, redact_text
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,14 @@ class _OutputRoot:
     """Where the batch writes, to leave out of the inputs: a local folder compared after
     resolving symbolic links and ``..``, or a URL compared by protocol and normalised path."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, storage_options: Mapping[str, Any]) -> None:
         self._local: str | None = None
         self._remote: tuple[str, str] | None = None
         if url is None:
             return
         path = local_path(url)
         if path is None:
-            filesystem, remote = filesystem_for(url)
+            filesystem, remote = filesystem_for(url, storage_options)
             self._remote = (_protocol_of(filesystem), _normalised(remote))
         else:
             self._local = os.path.realpath(path)
@@ -92,6 +93,7 @@ class _Expansion:
     (a loop reached from two inputs, or by a walk and a glob, is one warning)."""
 
     output: _OutputRoot
+    storage_options: Mapping[str, Any]
     reported_loops: set[tuple[int, int]] = field(default_factory=set)
 
     def folders(self, top: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
@@ -203,7 +205,11 @@ class _Expansion:
             raise InputError(f"input {item!r} does not exist")
 
     def _expand_url(self, url: str) -> Iterator[InputFile]:
-        filesystem, path = filesystem_for(url)  # a protocol not installed: UnsupportedURL
+        # a protocol not installed: UnsupportedURL
+        filesystem, path = filesystem_for(url, self.storage_options)
+        # fsspec keeps one filesystem per set of options, with the listings it made: a rerun
+        # in the same process (a notebook) must see the objects added since
+        filesystem.invalidate_cache()
         protocol = url.split("://", 1)[0]
         shown = redact_location(url)
         try:
@@ -225,7 +231,8 @@ class _Expansion:
             else:
                 raise InputError(f"input {shown!r} does not exist")
         except (OSError, ValueError, ImportError) as error:
-            raise InputError(f"cannot list input {shown!r}: {error}") from error
+            message = redact_text(str(error), url)
+            raise InputError(f"cannot list input {shown!r}: {message}") from error
 
     def _walk_url(
         self, filesystem: fsspec.AbstractFileSystem, protocol: str, folder: str
@@ -305,15 +312,37 @@ def local_roots(names: Iterable[str]) -> list[str]:
     return [root for root in map(local_root, names) if root is not None]
 
 
+def url_roots(names: Iterable[str]) -> list[str]:
+    """The URLs among ``names`` (``file://`` is a local path), a glob cut at the folder before
+    its first wildcard: where each worker must be able to list."""
+    roots = []
+    for name in names:
+        if local_path(name) is not None:
+            continue
+        protocol, _, path = name.partition("://")
+        parts = path.split("/")
+        for index, part in enumerate(parts):
+            if glob.has_magic(part):
+                parts = parts[:index]
+                break
+        roots.append(f"{protocol}://{'/'.join(parts)}")
+    return roots
+
+
 def expand_inputs(
-    items: Iterable[str | os.PathLike[str]], output_root: str | os.PathLike[str] | None = None
+    items: Iterable[str | os.PathLike[str]],
+    output_root: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[InputFile]:
     """Every file the inputs name, in the order given (folders sorted), each listed once even
     when two inputs overlap, none of them inside ``output_root``. Local paths come back
     absolute: they travel to workers that may run in another folder. Raises ``InputError`` if
     an input is missing or nothing is found, ``UnsupportedURL`` (a ``ConfigError``) for a URL
-    this installation cannot read; warns (``InputWarning``) of a symbolic link loop it skipped."""
-    expansion = _Expansion(_OutputRoot(None if output_root is None else os.fspath(output_root)))
+    this installation cannot read; warns (``InputWarning``) of a symbolic link loop it skipped.
+    ``storage_options`` are fsspec's for the URLs (credentials, endpoint)."""
+    options = storage_options or {}
+    output = _OutputRoot(None if output_root is None else os.fspath(output_root), options)
+    expansion = _Expansion(output, options)
     seen: set[str] = set()
     files: list[InputFile] = []
     for item in items:

@@ -28,6 +28,7 @@ from pipeline.stages.encode import encode
 from pipeline.stages.hashing import Digest, read_as_hashed, sha256_of
 from pipeline.stages.metadata import NOTHING, Carried
 from pipeline.stages.resize import cascade, decode_bytes
+from pipeline.stages.sources import reading_with
 from pipeline.stages.validate import ImageHeader, header_of_bytes, read_header
 from pipeline.storage import (
     OutputRoot,
@@ -111,7 +112,14 @@ def _attempted(work: ImageWork, step: Step, action: Action, *, timed: bool) -> I
         return replace(work, failure=failure, renders=None, timings_ms=timings)
 
 
-def hash_chunk(items: Sequence[tuple[int, str]]) -> list[ImageWork]:
+def hash_chunk(
+    items: Sequence[tuple[int, str]], storage_options: Mapping[str, Any] | None = None
+) -> list[ImageWork]:
+    with reading_with(storage_options or {}):
+        return _hash_chunk(items)
+
+
+def _hash_chunk(items: Sequence[tuple[int, str]]) -> list[ImageWork]:
     def digest(work: ImageWork) -> Action:
         def action(_: dict[str, float]) -> ImageWork:
             try:
@@ -188,10 +196,20 @@ def validate_chunk(
 
         return action
 
-    return [_attempt(work, "validate", check(work)) for work in hashed if work.index in keep]
+    with reading_with(root.storage_options):
+        return [_attempt(work, "validate", check(work)) for work in hashed if work.index in keep]
 
 
-def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list[ImageWork]:
+def resize_chunk(
+    validated: Sequence[ImageWork],
+    config: PipelineConfig,
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[ImageWork]:
+    with reading_with(storage_options or {}):
+        return _resize_chunk(validated, config)
+
+
+def _resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list[ImageWork]:
     def render(work: ImageWork) -> Action:
         def action(timings: dict[str, float]) -> ImageWork:
             if current_task_cancelled():
