@@ -143,7 +143,13 @@ def test_a_batch_from_a_bucket_into_it_and_a_rerun_that_reuses(
 
     # the secret is in nothing the batches wrote, showed or logged
     shown = [repr(handle), str(handle), repr(report), str(report), repr(again)]
-    shown += [repr(OutputRoot(output, options)), repr(handle._run)]
+    root = OutputRoot(output, options)
+    shown += [
+        repr(root),
+        str(root.storage_options),
+        repr(handle._run),
+        repr(pipeline.status(handle.batch_id)),
+    ]
     captured = capfd.readouterr()
     assert SECRET.encode() not in text_of_everything(s3_server, f"{bucket}/out")
     assert SECRET not in "\n".join([*shown, captured.out, captured.err, caplog.text])
