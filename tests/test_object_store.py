@@ -205,9 +205,10 @@ def test_a_worker_that_cannot_reach_the_store_is_refused_with_the_reason(
             s3fs.S3FileSystem.clear_instance_cache()
     message = str(refused.value)
     assert "the workers cannot reach the batch's storage, nothing was submitted" in message
-    assert f"{worker}: cannot list input s3://{bucket}/in/" in message
-    assert f"output 's3://{bucket}/out' is not writable" in message
-    assert "Could not connect to the endpoint URL" in message
+    # the reasons, for the input and for the output
+    cannot_connect = f'EndpointConnectionError: Could not connect to the endpoint URL: "{nowhere}/'
+    assert f"{worker}: cannot list input s3://{bucket}/in/ ({cannot_connect}" in message
+    assert f"output 's3://{bucket}/out' is not writable: {cannot_connect}" in message
     assert SECRET not in message
     assert not keys_under(s3_server, f"{bucket}/out")  # nothing was written
 
