@@ -33,6 +33,9 @@ EXTRAS = {
     "abfss": "az",
 }
 
+# Protocols whose "folders" are only key prefixes: nothing to create before writing a key.
+OBJECT_STORES = frozenset(EXTRAS) | {"gs", "adl"}
+
 
 def local_path(name: str) -> str | None:
     """The local path ``name`` means (``file://`` removed), or None for any other URL."""

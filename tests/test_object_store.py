@@ -121,6 +121,9 @@ def test_a_batch_from_a_bucket_into_it_and_a_rerun_that_reuses(
     summary = json.loads(fs.cat_file(f"{bucket}/out/manifests/{status.batch_id}.summary.json"))
     assert (summary["ok"], summary["manifest"]) == (5, report.manifest)
     first_puts = assert_one_put_per_final_key(s3_server, bucket, "out/")
+    # and no request per write to make "folders" a bucket does not have (s3fs asks the bucket)
+    asked = [r for r in s3_server.requests(bucket) if r.method == "HEAD" and r.path == f"/{bucket}"]
+    assert len(asked) < 5, f"{len(asked)} requests to the bucket itself for 5 images"
 
     # a rerun into the same root, with one new image: the five are reused, only it is made
     fs.pipe_file(f"{bucket}/more/new.png", png(6))
