@@ -39,7 +39,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import OutputError
-from pipeline.locations import filesystem_for, local_path
+from pipeline.locations import OBJECT_STORES, filesystem_for, local_path
 from pipeline.results import OutputFile
 from pipeline.storage_options import StorageOptions
 
@@ -131,6 +131,11 @@ def owner_of_temporary(name: str) -> str | None:
     return owner
 
 
+def _protocol(filesystem: fsspec.AbstractFileSystem) -> str:
+    protocol = filesystem.protocol
+    return str(protocol if isinstance(protocol, str) else protocol[0])
+
+
 def image_folder(sha256: str) -> str:
     """Relative folder of one image's outputs; two hex digits of fan-out keep folders small."""
     return f"{sha256[:2]}/{sha256}"
@@ -152,6 +157,9 @@ class OutputRoot:
         self._fs: fsspec.AbstractFileSystem = filesystem
         self._path: str = path
         self._local = isinstance(filesystem, LocalFileSystem)
+        # An object store's keys need no folders: s3fs's makedirs is a request to the bucket
+        # (a HEAD) per call, 7 per image (the root's own is made by ``check_writable``).
+        self._keys_need_no_folders = _protocol(filesystem) in OBJECT_STORES
 
     def __repr__(self) -> str:
         return f"OutputRoot({self.url!r})"
@@ -216,7 +224,8 @@ class OutputRoot:
         # An object store: one PUT of the whole bytes, which the store publishes only complete.
         if not still_wanted():
             raise WriteAbandoned(final)
-        self._fs.makedirs(folder, exist_ok=True)
+        if not self._keys_need_no_folders:
+            self._fs.makedirs(folder, exist_ok=True)
         self._fs.pipe_file(final, data)
 
     @property
