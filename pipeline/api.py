@@ -8,7 +8,7 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -25,9 +25,9 @@ from pipeline.errors import (
     ProgressStoreUnavailable,
     ProgressStoreWarning,
 )
-from pipeline.inputs import InputFile, expand_inputs, local_roots
+from pipeline.inputs import InputFile, expand_inputs, local_roots, url_roots
 from pipeline.locations import local_path
-from pipeline.preflight import check_paths_visible, check_versions
+from pipeline.preflight import check_paths_visible, check_storage_reachable, check_versions
 from pipeline.progress.publisher import DEFAULT_TTL_S, RedisProgress
 from pipeline.progress.store import RedisStore
 from pipeline.results import BatchReport, BatchStatus
@@ -130,6 +130,7 @@ def submit(
     performance_report: str | None = None,
     url_column: str = "url",
     keep_columns: Iterable[str] = (),
+    storage_options: Mapping[str, Any] | None = None,
     detached: bool = False,
 ) -> BatchHandle:
     """Start a batch and return its handle at once.
@@ -156,13 +157,20 @@ def submit(
     of ``http(s)://`` URLs, one input per row (``pipeline.url_lists``): ``url_column`` names
     the URL's column in a CSV/TSV/Parquet list, ``keep_columns`` the columns each row carries
     to its manifest row. ``config.fetch`` sets the workers' timeouts and retries.
+
+    ``storage_options`` are fsspec's for the URL inputs and output (say, ``{"key": …,
+    "secret": …, "client_kwargs": {"endpoint_url": …}}`` for s3fs); they travel to the workers
+    with the tasks and are never shown. Without them fsspec uses the usual places (environment
+    variables, profiles, its ``FSSPEC_<PROTOCOL>_<OPTION>`` configuration) on each machine.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     named = [os.fspath(item) for item in inputs]
-    root = OutputRoot(os.fspath(output))
+    root = OutputRoot(os.fspath(output), storage_options)
     columns = UrlListColumns(url_column, tuple(keep_columns))
-    files = expand_inputs(named, output_root=root.url, url_columns=columns)
+    files = expand_inputs(
+        named, output_root=root.url, url_columns=columns, storage_options=root.storage_options
+    )
     root.check_writable()
     batch_id = new_batch_id()
     store = _progress_store(redis_url, required=require_redis or detached)
@@ -175,6 +183,8 @@ def submit(
             # (a URL list is read here, on the client: the workers fetch its URLs, not it)
             read_by_workers = [name for name in named if not _is_local_url_list(name)]
             check_paths_visible(connection.client, local_roots(read_by_workers), writable=root.url)
+            # URLs: every worker must reach the store (its credentials and endpoint are its own)
+            check_storage_reachable(connection.client, url_roots(read_by_workers), root)
         if detached:
             assert store is not None
             return _submit_detached(batch_id, files, config, root, connection, store, redis_ttl_s)
@@ -213,6 +223,7 @@ def run(
     performance_report: str | None = None,
     url_column: str = "url",
     keep_columns: Iterable[str] = (),
+    storage_options: Mapping[str, Any] | None = None,
 ) -> BatchReport:
     """``submit(...)`` with the same options, and wait for the report."""
     options: dict[str, Any] = {
@@ -303,6 +314,7 @@ def _submit_detached(
         output=root.url,
         redis_url=store.url,
         ttl_s=ttl_s,
+        storage_options=root.storage_options,
     )
     # The record exists from now on, so status() works before the driver has started.
     store.create(batch_id, {"state": "queued", "created_at": time.time(), "total": len(files)})

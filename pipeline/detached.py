@@ -31,6 +31,7 @@ from pipeline.progress.publisher import RedisProgress
 from pipeline.progress.store import RedisStore, StoredBatch, redact
 from pipeline.results import BatchReport, BatchStatus
 from pipeline.storage import OutputRoot
+from pipeline.storage_options import StorageOptions
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class DetachedJob:
     output: str
     redis_url: str = field(repr=False)  # may hold a password: never in a repr or a log
     ttl_s: float
+    # fsspec's options for the output and inputs; may hold credentials (their repr shows none)
+    storage_options: StorageOptions = field(default_factory=StorageOptions, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -68,7 +71,7 @@ def drive_on_cluster(job: DetachedJob) -> dict[str, Any]:
         batch_id=job.batch_id,
         inputs=job.inputs,
         config=job.config,
-        root=OutputRoot(job.output),
+        root=OutputRoot(job.output, job.storage_options),
         connection=Connection(client),
     )
     run.progress = RedisProgress(

@@ -86,7 +86,11 @@ class BatchGraph:
     # task (17 % of the client's CPU in a profile of the photo batch).
 
     def hash_task(self, chunk: int, items: Sequence[tuple[int, str]]) -> Any:
-        work = partial(hash_chunk, list(items), config=self.config)  # URLs: fetch settings
+        # the fetch settings (URLs) and storage options (object stores) travel in the task:
+        # a worker has only what the task brings
+        work = partial(
+            hash_chunk, list(items), config=self.config, storage_options=self.root.storage_options
+        )
         return delayed(work, pure=False)(dask_key_name=self.key("hash", chunk))
 
     def process_tasks(self, chunk: int, hashed: Sequence[ImageWork], keep: frozenset[int]) -> Any:
@@ -95,7 +99,9 @@ class BatchGraph:
         validate = partial(
             validate_chunk, list(hashed), keep=keep, config=self.config, root=self.root
         )
-        resize = partial(resize_chunk, config=self.config)
+        resize = partial(
+            resize_chunk, config=self.config, storage_options=self.root.storage_options
+        )
         encode = partial(encode_chunk, config=self.config, root=self.root)
         validated = delayed(validate, pure=False)(dask_key_name=self.key("validate", chunk))
         resized = delayed(resize, pure=False)(validated, dask_key_name=self.key("resize", chunk))

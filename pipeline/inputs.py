@@ -33,7 +33,8 @@ import fsspec
 
 from pipeline.errors import Failure, InputError, InputWarning
 from pipeline.locations import filesystem_for, local_path
-from pipeline.redaction import redact_location
+from pipeline.redaction import redact_location, redact_text
+from pipeline.stages.http_fetch import is_http
 from pipeline.url_lists import UrlListColumns, is_url_list, read_url_list
 
 
@@ -54,14 +55,14 @@ class _OutputRoot:
     """Where the batch writes, to leave out of the inputs: a local folder compared after
     resolving symbolic links and ``..``, or a URL compared by protocol and normalised path."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, storage_options: Mapping[str, Any]) -> None:
         self._local: str | None = None
         self._remote: tuple[str, str] | None = None
         if url is None:
             return
         path = local_path(url)
         if path is None:
-            filesystem, remote = filesystem_for(url)
+            filesystem, remote = filesystem_for(url, storage_options)
             self._remote = (_protocol_of(filesystem), _normalised(remote))
         else:
             self._local = os.path.realpath(path)
@@ -104,6 +105,7 @@ class _Expansion:
     (a loop reached from two inputs, or by a walk and a glob, is one warning)."""
 
     output: _OutputRoot
+    storage_options: Mapping[str, Any]
     url_columns: UrlListColumns = field(default_factory=UrlListColumns)
     reported_loops: set[tuple[int, int]] = field(default_factory=set)
 
@@ -219,7 +221,11 @@ class _Expansion:
             raise InputError(f"input {item!r} does not exist")
 
     def _expand_url(self, url: str) -> Iterator[InputFile]:
-        filesystem, path = filesystem_for(url)  # a protocol not installed: UnsupportedURL
+        # a protocol not installed: UnsupportedURL
+        filesystem, path = filesystem_for(url, self.storage_options)
+        # fsspec keeps one filesystem per set of options, with the listings it made: a rerun
+        # in the same process (a notebook) must see the objects added since
+        filesystem.invalidate_cache()
         protocol = url.split("://", 1)[0]
         shown = redact_location(url)
         try:
@@ -241,7 +247,8 @@ class _Expansion:
             else:
                 raise InputError(f"input {shown!r} does not exist")
         except (OSError, ValueError, ImportError) as error:
-            raise InputError(f"cannot list input {shown!r}: {error}") from error
+            message = redact_text(str(error), url)
+            raise InputError(f"cannot list input {shown!r}: {message}") from error
 
     def _walk_url(
         self, filesystem: fsspec.AbstractFileSystem, protocol: str, folder: str
@@ -321,21 +328,40 @@ def local_roots(names: Iterable[str]) -> list[str]:
     return [root for root in map(local_root, names) if root is not None]
 
 
+def url_roots(names: Iterable[str]) -> list[str]:
+    """The URLs among ``names`` (``file://`` is a local path), a glob cut at the folder before
+    its first wildcard: where each worker must be able to list. ``http(s)://`` names are left
+    out: the workers fetch them one by one (``stages.http_fetch``) and never list a web server."""
+    roots = []
+    for name in names:
+        if local_path(name) is not None or is_http(name):
+            continue
+        protocol, _, path = name.partition("://")
+        parts = path.split("/")
+        for index, part in enumerate(parts):
+            if glob.has_magic(part):
+                parts = parts[:index]
+                break
+        roots.append(f"{protocol}://{'/'.join(parts)}")
+    return roots
+
+
 def expand_inputs(
     items: Iterable[str | os.PathLike[str]],
     output_root: str | os.PathLike[str] | None = None,
     url_columns: UrlListColumns | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[InputFile]:
     """Every file the inputs name, in the order given (folders sorted), each listed once even
     when two inputs overlap, none of them inside ``output_root``. Local paths come back
     absolute: they travel to workers that may run in another folder. Raises ``InputError`` if
     an input is missing or nothing is found, ``UnsupportedURL`` (a ``ConfigError``) for a URL
     this installation cannot read; warns (``InputWarning``) of a symbolic link loop it skipped.
-    ``url_columns``: how to read CSV/TSV/Parquet URL lists (``pipeline.url_lists``)."""
-    expansion = _Expansion(
-        _OutputRoot(None if output_root is None else os.fspath(output_root)),
-        url_columns or UrlListColumns(),
-    )
+    ``url_columns``: how to read CSV/TSV/Parquet URL lists (``pipeline.url_lists``);
+    ``storage_options`` are fsspec's for the URLs (credentials, endpoint)."""
+    options = storage_options or {}
+    output = _OutputRoot(None if output_root is None else os.fspath(output_root), options)
+    expansion = _Expansion(output, options, url_columns or UrlListColumns())
     seen: set[str] = set()
     files: list[InputFile] = []
     for item in items:

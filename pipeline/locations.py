@@ -10,6 +10,9 @@ rebuilt there from its URL).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import fsspec
 from fsspec.registry import known_implementations
 
@@ -30,6 +33,9 @@ EXTRAS = {
     "abfss": "az",
 }
 
+# Protocols whose "folders" are only key prefixes: nothing to create before writing a key.
+OBJECT_STORES = frozenset(EXTRAS) | {"gs", "adl"}
+
 
 def local_path(name: str) -> str | None:
     """The local path ``name`` means (``file://`` removed), or None for any other URL."""
@@ -38,9 +44,13 @@ def local_path(name: str) -> str | None:
     return None if "://" in name else name
 
 
-def filesystem_for(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+def filesystem_for(
+    url: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem of a URL and the path inside it; ``UnsupportedURL`` if this installation
-    has no implementation for (any step of) its protocol. A local path is fsspec's too."""
+    has no implementation for (any step of) its protocol. A local path is fsspec's too.
+    ``storage_options`` go to the URL's filesystem (credentials, ``endpoint_url``…); a local
+    path takes none."""
     if local_path(url) is not None:
         filesystem, path = fsspec.core.url_to_fs(url)
         return filesystem, str(path)
@@ -51,7 +61,7 @@ def filesystem_for(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
                 "writes local paths, file:// and the fsspec protocols, e.g. s3://, gcs://)"
             )
     try:
-        filesystem, path = fsspec.core.url_to_fs(url)
+        filesystem, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     except ImportError as error:
         raise UnsupportedURL(_missing_package(url, error)) from None
     except ValueError as error:  # fsspec's words for a protocol it cannot parse out

@@ -5,7 +5,10 @@ graph, so it needs ``pipeline``; a worker that cannot unpickle a task shuts down
 worker gets the task (docs/design.md). So before submitting anything we ask the scheduler and every
 worker which ``pipeline`` they can import, using only the builtin ``eval`` (pickled by reference,
 like any builtin) so the question itself cannot fail on a machine without thumbflow. Local paths
-are checked too: a path the client can see may not exist on the workers' machines.
+are checked too: a path the client can see may not exist on the workers' machines. So are URLs:
+a worker may lack the store's package, its network route or its credentials (those of the
+environment or profile on its own machine, when the batch brings no ``storage_options``). The
+storage probe runs on the workers (once the version check has shown they import thumbflow).
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from distributed import Client
 from distributed.comm.core import CommClosedError
 
 from pipeline._version import __version__
-from pipeline.errors import ClusterError, ClusterLost
+from pipeline.errors import ClusterError, ClusterLost, OutputError
+from pipeline.locations import filesystem_for
+from pipeline.redaction import redact_location, redact_text
 from pipeline.stages.sources import is_url
+from pipeline.storage import OutputRoot
 
 _VERSION_PROBE = "__import__('pipeline._version', fromlist=['__version__']).__version__"
 
@@ -88,4 +94,50 @@ def check_paths_visible(client: Client, paths: Iterable[str], writable: str) -> 
             "the workers do not see the same files as this machine, nothing was submitted: "
             + "; ".join(problems)
             + ". Use storage every worker mounts at the same path, or fsspec URLs."
+        )
+
+
+def storage_problems(inputs: list[str], root: OutputRoot) -> list[str]:
+    """What this process cannot do with the batch's URLs: list an input, or write a probe file
+    into the output (removed again). Runs on each worker; the words name no credential."""
+    problems: list[str] = []
+    for url in inputs:
+        try:
+            filesystem, path = filesystem_for(url, root.storage_options)
+            if not filesystem.exists(path):
+                problems.append(f"cannot see input {redact_location(url)}")
+        except Exception as error:  # botocore's connection errors are no OSError: any will do
+            reason = redact_text(f"{type(error).__name__}: {error}", url)
+            problems.append(f"cannot list input {redact_location(url)} ({reason})")
+    if not root.is_local:
+        try:
+            root.check_writable()
+        except OutputError as error:  # says which output, and why
+            problems.append(redact_text(str(error), root.url))
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}"
+            problems.append(redact_text(f"output {root.url!r} is not writable: {reason}", root.url))
+    return problems
+
+
+def check_storage_reachable(client: Client, inputs: Iterable[str], root: OutputRoot) -> None:
+    """Every worker must list the URL inputs and write into a URL output, or nothing is
+    submitted: a worker that cannot would fail each image it gets, or the batch's writes."""
+    urls = list(inputs)
+    if not urls and root.is_local:
+        return
+    with _scheduler_present():
+        answers: dict[str, Any] = client.run(storage_problems, urls, root, on_error="return")
+    problems = []
+    for worker, answer in sorted(answers.items()):
+        if isinstance(answer, BaseException):
+            problems.append(f"{worker}: {type(answer).__name__}: {answer}")
+        elif answer:
+            problems.append(f"{worker}: {'; '.join(answer)}")
+    if problems:
+        raise ClusterError(
+            "the workers cannot reach the batch's storage, nothing was submitted: "
+            + "; ".join(problems)
+            + ". Give every worker the store's package, network access and credentials "
+            "(environment, profile, or storage_options=)."
         )

@@ -18,8 +18,11 @@ A record lists each output with its size in bytes and its SHA-256, and which tru
 made it. A rerun reuses an output only if the file is there with exactly that size and digest
 (a damaged one is made again), and not one made while accepting truncated files when it refuses
 them. Outputs shared by two settings (a JPEG whose settings did not change while the AVIF's
-did) are found in the other settings' records. Every file appears by rename from a temporary
-name in the same folder, so a reader never sees a partial file.
+did) are found in the other settings' records. On a local disk every file appears by rename
+from a temporary name in the same folder, so a reader never sees a partial file. An object store
+has no rename (fsspec's ``mv`` is a copy, then a delete: the temporary would be visible), but it
+publishes an object only once its upload completes: there each file is one PUT of its whole
+bytes, and nothing else is ever written next to it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +39,9 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import OutputError
-from pipeline.locations import filesystem_for, local_path
+from pipeline.locations import OBJECT_STORES, filesystem_for, local_path
 from pipeline.results import OutputFile
+from pipeline.storage_options import StorageOptions
 
 RECORD_PREFIX = "record-"
 
@@ -127,6 +131,11 @@ def owner_of_temporary(name: str) -> str | None:
     return owner
 
 
+def _protocol(filesystem: fsspec.AbstractFileSystem) -> str:
+    protocol = filesystem.protocol
+    return str(protocol if isinstance(protocol, str) else protocol[0])
+
+
 def image_folder(sha256: str) -> str:
     """Relative folder of one image's outputs; two hex digits of fan-out keep folders small."""
     return f"{sha256[:2]}/{sha256}"
@@ -135,23 +144,29 @@ def image_folder(sha256: str) -> str:
 class OutputRoot:
     """An output folder, local or any fsspec URL, that outputs are written into atomically."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         # A relative local path would mean another folder to a worker started elsewhere.
         local = local_path(url)
         url = url if local is None else os.path.abspath(local)
         self.url = url.rstrip("/") or "/"
+        # fsspec's options for the batch's URLs (credentials, endpoint): inputs are read with
+        # them too, so they ride along wherever the root goes. Never shown (see StorageOptions).
+        self.storage_options = StorageOptions.of(storage_options)
         # A protocol this installation cannot use: ``UnsupportedURL``, naming what to install.
-        filesystem, path = filesystem_for(self.url)
+        filesystem, path = filesystem_for(self.url, self.storage_options)
         self._fs: fsspec.AbstractFileSystem = filesystem
         self._path: str = path
         self._local = isinstance(filesystem, LocalFileSystem)
+        # An object store's keys need no folders: s3fs's makedirs is a request to the bucket
+        # (a HEAD) per call, 7 per image (the root's own is made by ``check_writable``).
+        self._keys_need_no_folders = _protocol(filesystem) in OBJECT_STORES
 
     def __repr__(self) -> str:
         return f"OutputRoot({self.url!r})"
 
-    def __reduce__(self) -> tuple[type[OutputRoot], tuple[str]]:
-        # Travel as the URL: the filesystem object is rebuilt on the worker.
-        return OutputRoot, (self.url,)
+    def __reduce__(self) -> tuple[type[OutputRoot], tuple[str, StorageOptions]]:
+        # Travel as the URL and its options: the filesystem object is rebuilt on the worker.
+        return OutputRoot, (self.url, self.storage_options)
 
     def full_path(self, relative: str) -> str:
         """The path inside the root's filesystem (no protocol): for this module's fsspec calls."""
@@ -206,17 +221,12 @@ class OutputRoot:
                     os.unlink(temporary)
                 raise
             return
-        self._fs.makedirs(folder, exist_ok=True)
-        try:
-            with self._fs.open(temporary, "wb") as stream:
-                stream.write(data)
-            if not still_wanted():
-                raise WriteAbandoned(final)
-            self._fs.mv(temporary, final)
-        except BaseException:
-            if self._fs.exists(temporary):
-                self._fs.rm(temporary)
-            raise
+        # An object store: one PUT of the whole bytes, which the store publishes only complete.
+        if not still_wanted():
+            raise WriteAbandoned(final)
+        if not self._keys_need_no_folders:
+            self._fs.makedirs(folder, exist_ok=True)
+        self._fs.pipe_file(final, data)
 
     @property
     def is_local(self) -> bool:
@@ -228,6 +238,7 @@ class OutputRoot:
         elsewhere wrote the real one); only the caller knows which owners can write no more."""
         try:
             self._refuse_links_out(folder)  # never delete anything outside the root
+            self._fs.invalidate_cache(self.full_path(folder))
             names = self._fs.ls(self.full_path(folder), detail=False)
         except OSError:
             return 0
@@ -255,6 +266,18 @@ class OutputRoot:
         self._refuse_links_out(relative)  # written in place: a link at the file itself counts
         self._fs.makedirs(full.rsplit("/", 1)[0], exist_ok=True)
         return self._fs.open(full, "w", encoding="utf-8")
+
+    def open_for_publishing(self, relative: str) -> tuple[Any, str]:
+        """A text stream for a file written bit by bit (the manifest) and the name it is
+        written under: locally a ``.partial`` file that ``publish`` renames into place; on an
+        object store the file itself, which appears only when the stream closes (complete)."""
+        written = f"{relative}.partial" if self._local else relative
+        return self.open_text_for_writing(written), written
+
+    def publish(self, written: str, relative: str) -> None:
+        """Make a file opened by ``open_for_publishing`` appear at ``relative`` (once closed)."""
+        if written != relative:
+            self.rename(written, relative)
 
     def rename(self, relative_from: str, relative_to: str) -> None:
         self._refuse_links_out(relative_to.rpartition("/")[0])
@@ -290,6 +313,8 @@ class OutputRoot:
     def records_in(self, folder: str) -> dict[str, Record]:
         """Every readable record in ``folder``, by file name (one listing, then one read each)."""
         try:
+            # a listing fsspec cached for an earlier batch in this process would miss records
+            self._fs.invalidate_cache(self.full_path(folder))
             names = [
                 str(name).rsplit("/", 1)[-1]
                 for name in self._fs.ls(self.full_path(folder), detail=False)

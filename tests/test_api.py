@@ -41,7 +41,7 @@ def test_public_names_are_pinned() -> None:
 def test_entry_points_take_inputs_output_and_keyword_only_options() -> None:
     options = [
         "config", "client", "scheduler", "workers", "security",
-        "redis_url", "require_redis", "redis_ttl_s", "performance_report",
+        "redis_url", "require_redis", "redis_ttl_s", "performance_report", "storage_options",
     ]  # fmt: skip
     for function, extra in ((pipeline.submit, ["detached"]), (pipeline.run, [])):
         parameters = inspect.signature(function).parameters

@@ -200,11 +200,12 @@ def missing(module: str) -> bool:
 @pytest.mark.parametrize(
     ("url", "advice"),
     [
+        # s3fs is a test dependency (tests/test_object_store.py): Azure's adlfs stays missing
         pytest.param(
-            "s3://bucket/photos/*.jpg",
-            "s3:// needs s3fs, which is not installed; pip install 'thumbflow[s3]'",
-            marks=pytest.mark.skipif(not missing("s3fs"), reason="s3fs is installed"),
-            id="s3",
+            "az://container/photos/*.jpg",
+            "az:// needs adlfs, which is not installed; pip install 'thumbflow[az]'",
+            marks=pytest.mark.skipif(not missing("adlfs"), reason="adlfs is installed"),
+            id="az",
         ),
         pytest.param(
             "gcs://bucket/photos",
@@ -241,20 +242,29 @@ def test_an_output_that_is_a_file_is_refused_in_the_cli_s_words(tmp_path):
         pipeline.submit([str(tmp_path)], photo)  # before any cluster starts
 
 
-@pytest.mark.skipif(not missing("s3fs"), reason="s3fs is installed")
+# An object store whose package this installation lacks (s3fs is installed for the tests).
+MISSING_STORE = next(
+    (
+        (protocol, package, extra)
+        for protocol, package, extra in [("gcs", "gcsfs", "gcs"), ("az", "adlfs", "az")]
+        if missing(package)
+    ),
+    None,
+)
+
+
+@pytest.mark.skipif(MISSING_STORE is None, reason="gcsfs and adlfs are both installed")
 @pytest.mark.parametrize("where", ["output", "input"])
-def test_the_cli_says_in_one_line_what_to_install_for_s3(tmp_path, where):
-    arguments = (
-        [str(tmp_path), "-o", "s3://bucket/out"]
-        if where == "output"
-        else ["s3://bucket/photos/*.jpg", "-o", str(tmp_path / "out")]
-    )
+def test_the_cli_says_in_one_line_what_to_install_for_an_object_store(tmp_path, where):
+    assert MISSING_STORE is not None
+    protocol, package, extra = MISSING_STORE
+    url = f"{protocol}://bucket/out" if where == "output" else f"{protocol}://bucket/photos/*.jpg"
+    arguments = [str(tmp_path), "-o", url] if where == "output" else [url, "-o", str(tmp_path)]
     done = thumbflow("run", *arguments)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
-        f"thumbflow: {'s3://bucket/out' if where == 'output' else 's3://bucket/photos/*.jpg'}: "
-        "s3:// needs s3fs, which is not installed; pip install 'thumbflow[s3]' "
-        "(on every worker too)"
+        f"thumbflow: {url}: {protocol}:// needs {package}, which is not installed; "
+        f"pip install 'thumbflow[{extra}]' (on every worker too)"
     ]
 
 

@@ -30,6 +30,7 @@ from pipeline.stages.hashing import Digest, read_as_hashed, sha256_of
 from pipeline.stages.http_fetch import is_http
 from pipeline.stages.metadata import NOTHING, Carried
 from pipeline.stages.resize import cascade, decode_bytes
+from pipeline.stages.sources import reading_with
 from pipeline.stages.validate import ImageHeader, header_of_bytes, read_header
 from pipeline.storage import (
     OutputRoot,
@@ -115,11 +116,17 @@ def _attempted(work: ImageWork, step: Step, action: Action, *, timed: bool) -> I
 
 
 def hash_chunk(
-    items: Sequence[tuple[int, str]], config: PipelineConfig | None = None
+    items: Sequence[tuple[int, str]],
+    config: PipelineConfig | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[ImageWork]:
     """The digest of each source. An ``http(s)://`` source is fetched here, once, and its bytes
     kept on this machine for the later steps (``pipeline.worker.fetched`` says why there)."""
-    config = config or PipelineConfig()
+    with reading_with(storage_options or {}):
+        return _hash_chunk(items, config or PipelineConfig())
+
+
+def _hash_chunk(items: Sequence[tuple[int, str]], config: PipelineConfig) -> list[ImageWork]:
     batch_id = fetched.current_batch_id()
     cancelled = cancel_check()
 
@@ -223,7 +230,8 @@ def validate_chunk(
 
         return action
 
-    checked = [_attempt(work, "validate", check(work)) for work in hashed if work.index in keep]
+    with reading_with(root.storage_options):
+        checked = [_attempt(work, "validate", check(work)) for work in hashed if work.index in keep]
     for work in checked:
         if is_http(work.source) and not work.active:  # refused or reused: nothing to decode
             fetched.release(work.sha256)
@@ -238,7 +246,16 @@ def _fetched_copy(work: ImageWork, config: PipelineConfig) -> str | None:
     return fetched.spooled_copy(work.source, Digest(work.sha256, work.size_bytes), config)
 
 
-def resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list[ImageWork]:
+def resize_chunk(
+    validated: Sequence[ImageWork],
+    config: PipelineConfig,
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[ImageWork]:
+    with reading_with(storage_options or {}):
+        return _resize_chunk(validated, config)
+
+
+def _resize_chunk(validated: Sequence[ImageWork], config: PipelineConfig) -> list[ImageWork]:
     def render(work: ImageWork) -> Action:
         def action(timings: dict[str, float]) -> ImageWork:
             if current_task_cancelled():
