@@ -19,6 +19,7 @@ def test_public_names_are_pinned() -> None:
         "ConfigError",
         "Encoding",
         "Failure",
+        "FetchSettings",
         "InputError",
         "InputWarning",
         "OutputError",
@@ -41,7 +42,8 @@ def test_public_names_are_pinned() -> None:
 def test_entry_points_take_inputs_output_and_keyword_only_options() -> None:
     options = [
         "config", "client", "scheduler", "workers", "security",
-        "redis_url", "require_redis", "redis_ttl_s", "performance_report", "storage_options",
+        "redis_url", "require_redis", "redis_ttl_s", "performance_report", "url_column",
+        "keep_columns", "storage_options",
     ]  # fmt: skip
     for function, extra in ((pipeline.submit, ["detached"]), (pipeline.run, [])):
         parameters = inspect.signature(function).parameters
