@@ -1,4 +1,4 @@
-"""``python -m benchmarks [compare|speedup|memory|scale|encoders|resampling|ab|machine] [options]``.
+"""``python -m benchmarks [compare|speedup|memory|scale|encoders|resampling|stores|ab|machine]``.
 
 With no subcommand it runs ``compare``: thumbflow, a bare ProcessPool of thumbflow's stages,
 the seed-style reference and the optional peers on the corpus photos and on 2,000 generated web
@@ -12,10 +12,28 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import ab, compare, encoders, machine, memory, resampling, scale, speedup
+from benchmarks import (
+    ab,
+    compare,
+    encoders,
+    machine,
+    memory,
+    resampling,
+    scale,
+    speedup,
+    stores,
+)
 from benchmarks.implementations import ALL, POOLS, SEED, THUMBFLOW
 from benchmarks.report import progress
-from benchmarks.workloads import BIGGEST_PHOTO, CORPUS, default_cache, photos, warm_image, web
+from benchmarks.workloads import (
+    BIGGEST_PHOTO,
+    CORPUS,
+    Workload,
+    default_cache,
+    photos,
+    warm_image,
+    web,
+)
 
 WORKLOADS = ("photos", "web")
 
@@ -58,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     filters = commands.add_parser("resampling", help="cheaper filters: CPU saved vs PSNR lost")
     filters.add_argument("--photos", type=int, help="only the first N photos (default: all 25)")
 
+    remote = commands.add_parser("stores", help="S3 vs local disk (photos); URL lists vs local")
+    remote.add_argument("--part", choices=("s3", "urls"), action="append", help="default: both")
+    remote.add_argument("--rounds", type=int, default=3)
+    remote.add_argument("--photos", type=int, help="only the first N photos (default: all 25)")
+    remote.add_argument("--url-count", type=int, default=10_000)
+    remote.add_argument("--latency-ms", type=float, default=50.0, help="per web server answer")
+
     other = commands.add_parser("ab", help="thumbflow here vs in another checkout, interleaved")
     other.add_argument(
         "other", type=Path, help="another checkout of the repo (e.g. a changed copy)"
@@ -96,6 +121,32 @@ def _compare(args: argparse.Namespace, scratch: Path, warm: str) -> None:
         print(compare.results_table(result) + "\n")
         if THUMBFLOW in names:
             print(compare.targets_table(result) + "\n")
+
+
+URL_IMAGE_SIZE = (320, 240)  # small images: the fetch, not the pixels, is what is measured
+
+
+def _stores(args: argparse.Namespace, scratch: Path, warm: str) -> None:
+    parts = args.part or ["s3", "urls"]
+    images = web(args.cache, args.url_count, URL_IMAGE_SIZE) if "urls" in parts else None
+    connection, client = stores.start_client(warm)
+    try:
+        if "s3" in parts:
+            chosen = photos(args.corpus)
+            chosen = Workload(chosen.name, chosen.sources[: args.photos], chosen.description)
+            print(f"## object store vs local disk: {len(chosen.sources)} photos, in and out\n")
+            print(f"{args.rounds} rounds interleaved, one 2-worker LocalCluster.\n")
+            print(stores.object_store(client, chosen, args.rounds, warm, scratch) + "\n")
+        if images is not None:
+            latency = args.latency_ms / 1000
+            print(f"## URL list vs local disk: {images.description}\n")
+            print(
+                f"Served by a threaded HTTP server (a child process) answering after "
+                f"{args.latency_ms:.0f} ms; {args.rounds} rounds interleaved.\n"
+            )
+            print(stores.url_list(client, images, args.rounds, latency, scratch) + "\n")
+    finally:
+        connection.close()
 
 
 def main() -> None:
@@ -139,6 +190,8 @@ def main() -> None:
             chosen = photos(args.corpus).sources[: args.photos]
             print(f"## resampling filters on {len(chosen)} photos (default sizes)\n")
             print(resampling.run(chosen) + "\n")
+        elif command == "stores":
+            _stores(args, Path(scratch), warm)
         elif command == "scale":
             print(f"## scale: {args.count:,} small images vs a tenth of them\n")
             print(scale.run(args.cache, args.count, warm) + "\n")

@@ -56,9 +56,10 @@ def _write_jpeg(path: Path, width: int, height: int, seed: int) -> None:
     os.replace(temporary, path)
 
 
-def _make_web(folder: str, indices: Sequence[int]) -> None:
+def _make_web(folder: str, part: tuple[Sequence[int], tuple[int, int]]) -> None:
+    indices, size = part
     for index in indices:
-        _write_jpeg(Path(folder) / f"web_{index:05d}.jpg", *WEB_SIZE, seed=index)
+        _write_jpeg(Path(folder) / f"web_{index:05d}.jpg", *size, seed=index)
 
 
 def _scale_size(index: int) -> tuple[int, int]:
@@ -84,18 +85,18 @@ def _in_parallel(
                 progress(f"  generated {done}/{len(folders)} parts")
 
 
-def web(cache: Path, count: int) -> Workload:
-    folder = cache / f"web-{count}-{WEB_SIZE[0]}x{WEB_SIZE[1]}"
+def web(cache: Path, count: int, size: tuple[int, int] = WEB_SIZE) -> Workload:
+    folder = cache / f"web-{count}-{size[0]}x{size[1]}"
     marker = folder / ".complete"
     if not marker.exists():
         progress(f"generating {count} web images into {folder} (once; cached)")
         folder.mkdir(parents=True, exist_ok=True)
         parts = [list(range(start, min(count, start + 100))) for start in range(0, count, 100)]
-        _in_parallel(_make_web, [str(folder)] * len(parts), parts)
+        _in_parallel(_make_web, [str(folder)] * len(parts), [(part, size) for part in parts])
         marker.touch()
     sources = [str(folder / f"web_{index:05d}.jpg") for index in range(count)]
-    size = f"{WEB_SIZE[0]}x{WEB_SIZE[1]}"
-    return Workload("web", sources, f"{count} generated {size} JPEGs q{JPEG_QUALITY} in {folder}")
+    shape = f"{size[0]}x{size[1]}"
+    return Workload("web", sources, f"{count} generated {shape} JPEGs q{JPEG_QUALITY} in {folder}")
 
 
 def scale_folders(cache: Path, count: int) -> list[Path]:
