@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from distributed import Client
 from PIL import Image
 
 from benchmarks import encoders, pillow_impls, resampling
@@ -68,3 +69,48 @@ def test_dask_facts_pillow_rows_still_measure(samples: SampleSet) -> None:
     assert len(rows) >= 10
     assert all(fact == "9 Pillow" and "skipped" not in value for fact, _, value in rows)
     assert dask_facts.table(rows).count("\n") == len(rows) + 1
+
+
+def _rows(markdown: str) -> dict[str, list[str]]:
+    """A Markdown table's body rows by their first cell."""
+    rows = [line.strip("| ").split(" | ") for line in markdown.splitlines() if line.startswith("|")]
+    return {row[0]: row for row in rows[2:]}
+
+
+def test_stores_measures_both_parts_on_real_servers(
+    cluster_client: Client, corpus: Path, tmp_path: Path
+) -> None:
+    """``python -m benchmarks stores`` in small: two photos through moto_server and six small
+    images through the latency web server, each against local disk, every image ok on both
+    sides and each server's own CPU measured (its process, not this one)."""
+    from benchmarks import stores
+    from benchmarks.__main__ import _parser
+    from benchmarks.workloads import Workload
+    from pipeline.samples import photo_like
+
+    assert _parser().parse_args(["stores", "--url-count", "20"]).url_count == 20
+    chosen = sorted(str(path) for path in (corpus / "photos").glob("*.jpg"))[:2]
+    warm = str(tmp_path / "warm.jpg")
+    photo_like(320, 240, seed=7).save(warm, quality=85)
+    s3_part = stores.object_store(
+        cluster_client, Workload("photos", chosen, "two"), 1, warm, tmp_path
+    )
+    folder = tmp_path / "small"
+    folder.mkdir()
+    small = [str(folder / f"{number}.jpg") for number in range(6)]
+    for number, path in enumerate(small):
+        photo_like(160, 120, seed=number).save(path, quality=85)
+    url_part = stores.url_list(cluster_client, Workload("web", small, "six"), 1, 0.05, tmp_path)
+
+    s3_rows, url_rows = _rows(s3_part), _rows(url_part)
+    assert s3_rows[stores.LOCAL][-1] == s3_rows[stores.S3][-1] == "2/2"
+    assert url_rows[stores.LOCAL][-1] == url_rows[stores.URLS][-1] == "6/6"
+    assert float(s3_rows[stores.S3][7]) > 0  # moto_server's CPU: it served every photo
+    assert s3_rows[stores.LOCAL][7] == url_rows[stores.LOCAL][7] == "-"  # no server involved
+    for row in [*s3_rows.values(), *url_rows.values()]:
+        if row[0] in (stores.LOCAL, stores.S3, stores.URLS):
+            assert float(row[3]) > 0  # images/s
+            assert 0 < float(row[4].rstrip(" %")) <= 100  # workers busy
+    assert "S3 wall ≤ 1.3x local wall" in s3_rows
+    assert any(name.startswith("workers busy ≥ 80 %") for name in url_rows)
+    assert list(tmp_path.glob("photos-*")) == list(tmp_path.glob("urls-*-*")) == []  # cleaned
