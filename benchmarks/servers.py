@@ -31,12 +31,15 @@ def free_port() -> int:
 
 
 class ChildServer:
-    """A server process, started by ``start`` and ended by ``stop`` (by its own id)."""
+    """A server process, started by ``start`` and ended by ``stop`` (by its own id). With
+    ``log``, its stdout and stderr go to that file (moto's access log: the tests count requests
+    in it); without, nowhere."""
 
-    def __init__(self, command: list[str], ready_path: str) -> None:
+    def __init__(self, command: list[str], ready_path: str, log: Path | None = None) -> None:
         self.port = free_port()
         self._command = [*command, "-p", str(self.port)]
         self._ready_path = ready_path
+        self._log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,9 +47,13 @@ class ChildServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ChildServer:
-        self.process = subprocess.Popen(
-            self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        if self._log is None:
+            self.process = subprocess.Popen(
+                self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        else:
+            with self._log.open("wb") as log:
+                self.process = subprocess.Popen(self._command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -74,10 +81,10 @@ class ChildServer:
         self.stop()
 
 
-def moto_server() -> ChildServer:
+def moto_server(log: Path | None = None) -> ChildServer:
     installed = Path(sys.executable).parent / "moto_server"
     command = [str(installed)] if installed.is_file() else [sys.executable, "-m", "moto.server"]
-    return ChildServer([*command, "-H", "127.0.0.1"], "/moto-api/")
+    return ChildServer([*command, "-H", "127.0.0.1"], "/moto-api/", log)
 
 
 def s3_options(server: ChildServer) -> dict[str, Any]:

@@ -8,21 +8,16 @@ batch wrote or said for the secret, which would show a leak.
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
 from urllib.parse import unquote
-from urllib.request import urlopen
 
 import pytest
 
-from tests.commands import interpreter_command
-from tests.redis_server import free_port
+from benchmarks.servers import ChildServer, moto_server
 
 ACCESS_KEY = "AKIATHUMBFLOWTEST"
 SECRET = "thumbflow-s3-secret-5e1d0c9a"
@@ -42,13 +37,18 @@ class Request:
 
 @dataclass
 class S3Server:
+    """moto_server started the way the benchmarks start it (``benchmarks.servers``), its access
+    log kept in ``log``."""
+
     log: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    server: ChildServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.server = moto_server(self.log)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.endpoint
 
     def storage_options(self) -> dict[str, Any]:
         """What a user passes to ``pipeline.submit(..., storage_options=...)`` for s3fs."""
@@ -67,31 +67,11 @@ class S3Server:
         }
 
     def start(self) -> S3Server:
-        command = [*interpreter_command("moto_server", "moto.server"), "-H", "127.0.0.1"]
-        # moto writes one access-log line per request to stderr: what the tests count PUTs in
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [*command, "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urlopen(f"{self.endpoint}/moto-api/", timeout=1):
-                    return self
-            except (URLError, OSError):
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"moto_server did not start on port {self.port}") from None
-                time.sleep(0.1)
+        self.server.start()
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.server.stop()
 
     def requests(self, bucket: str) -> list[Request]:
         """Every request the server has logged for ``bucket``, in order."""
